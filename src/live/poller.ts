@@ -1,0 +1,331 @@
+import { classifyUpstreamError, LiveFailure } from './errors.js';
+import type { FineTuningJob, FineTuningJobEvent, LiveMessage, LiveOptions, LiveUpstream } from './types.js';
+
+export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'cancelled']);
+/** Statuses polled `slowFactor` times less often: nothing moves quickly in them. */
+const SLOW_STATUSES: ReadonlySet<string> = new Set(['validating_files', 'queued', 'paused']);
+
+export function isTerminal(status: string | undefined): boolean {
+  return status !== undefined && TERMINAL_STATUSES.has(status);
+}
+
+/** JSON with object keys sorted, so two equal upstream objects serialise identically. */
+export function stableStringify(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const sorted: Record<string, unknown> = {};
+      for (const k of Object.keys(v as object).sort()) sorted[k] = (v as Record<string, unknown>)[k];
+      return sorted;
+    }
+    return v;
+  });
+}
+
+export type ReplayResult = { ok: true; events: FineTuningJobEvent[]; seq: number } | { ok: false; failure: LiveFailure };
+
+interface PendingReplay {
+  after: string;
+  resolve(result: ReplayResult): void;
+}
+
+/**
+ * One poller per (credential, job), shared by all of its subscribers.
+ *
+ * Each tick retrieves the job (publishing it when its serialisation changed), then reads the first
+ * page of events, newest first, and walks further pages only until it meets the newest event id it
+ * has already seen (its cursor): the events before that id are new and are published oldest first,
+ * each with the next sequence number. A subscriber with `after` asks for a replay, served by the
+ * same walk (which then goes back to that id), so the seam between replay and live events is a
+ * sequence number, and nothing is delivered twice or lost.
+ *
+ * Ticks are serialised (never two upstream walks at once). Interval: `pollIntervalMs`, times
+ * `slowFactor` while validating/queued/paused; on errors an exponential back-off with jitter
+ * (streams stay open; since the next walk goes back to the cursor, an outage leaves no gap). Once
+ * the job is terminal it does one last sweep for late events (when it saw the job before it was
+ * terminal), publishes `end` and finishes. `stop()` (last subscriber gone) clears its timer at once;
+ * an upstream call in flight is then ignored.
+ */
+export class JobPoller {
+  /** Subscriber count, kept by the registry. */
+  refs = 0;
+
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private finished = false;
+  private busy = false;
+  /** A job tick (retrieve + walk) is due. */
+  private dueTick = false;
+  /** The next due tick may skip the retrieve: a fresh job state was just handed in by notify(). */
+  private skipRetrieve = false;
+  private backingOff = false;
+  private failures = 0;
+  private pendingReplays: PendingReplay[] = [];
+
+  /** Newest event id seen; undefined before the first walk, null when the job had no events then. */
+  private cursor: string | null | undefined;
+  private seq = 0;
+
+  private job: FineTuningJob | undefined;
+  private jobSerial: string | undefined;
+  private jobVersion = 0;
+  /** Bumped by notify(): a retrieve that started before it carries an older state and is ignored. */
+  private notifyEpoch = 0;
+  /** The job was seen non-terminal: when it turns terminal, sweep once more for late events. */
+  private sawActive = false;
+  private finalSweepDone = false;
+  private ending = false;
+
+  constructor(
+    readonly key: string,
+    readonly jobId: string,
+    private readonly upstream: LiveUpstream,
+    private readonly opts: LiveOptions,
+    private readonly publish: (msg: LiveMessage) => void,
+    /** Called once when the poller finishes by itself (terminal job or fatal error). */
+    private readonly onFinished: (poller: JobPoller) => void,
+  ) {}
+
+  /** Starts polling at once. */
+  start(): void {
+    this.dueTick = true;
+    this.kick();
+  }
+
+  /** Stops all work now: no timer is left, an upstream call in flight is ignored. */
+  stop(): void {
+    this.stopped = true;
+    this.clearTimer();
+    const replays = this.pendingReplays.splice(0);
+    for (const r of replays) r.resolve({ ok: false, failure: new LiveFailure('SHUTTING_DOWN', 'The live stream was stopped.') });
+  }
+
+  get isFinished(): boolean {
+    return this.finished || this.stopped;
+  }
+
+  /** Sequence number of the last published event. */
+  currentSeq(): number {
+    return this.seq;
+  }
+
+  /** The newest known state of the job, with its version, if any tick has fetched it yet. */
+  currentJob(): { job: FineTuningJob; version: number } | undefined {
+    return this.job ? { job: this.job, version: this.jobVersion } : undefined;
+  }
+
+  /**
+   * Every event after `after`, oldest first, plus the sequence number they bring the subscriber up
+   * to: live events with a higher number are the ones it still needs. Resolves with a failure
+   * (BAD_USER_INPUT) when the job has no event with that id.
+   */
+  requestReplay(after: string): Promise<ReplayResult> {
+    return new Promise((resolve) => {
+      if (this.isFinished) {
+        resolve({ ok: false, failure: new LiveFailure('SHUTTING_DOWN', 'The live stream was stopped.') });
+        return;
+      }
+      this.pendingReplays.push({ after, resolve });
+      if (!this.backingOff) this.kick();
+    });
+  }
+
+  /**
+   * A fresh job state from elsewhere (a cancel, pause or resume made through this server):
+   * published at once, then an immediate walk picks up the events that came with it.
+   */
+  notify(job: FineTuningJob): void {
+    if (this.isFinished || job.id !== this.jobId) return;
+    this.notifyEpoch++;
+    this.applyJob(job);
+    this.dueTick = true;
+    this.skipRetrieve = true;
+    this.backingOff = false;
+    this.clearTimer();
+    this.kick();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    this.clearTimer();
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.backingOff = false;
+      this.dueTick = true;
+      this.kick();
+    }, delayMs);
+  }
+
+  private kick(): void {
+    if (this.busy || this.isFinished) return;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    this.busy = true;
+    try {
+      while (!this.isFinished && !this.backingOff && (this.dueTick || this.pendingReplays.length > 0)) {
+        const tick = this.dueTick;
+        const retrieve = tick && !this.skipRetrieve;
+        this.dueTick = false;
+        this.skipRetrieve = false;
+        const replays = this.pendingReplays.splice(0);
+        try {
+          if (retrieve) {
+            const epoch = this.notifyEpoch;
+            const job = await this.upstream.retrieveJob(this.jobId);
+            if (this.isFinished) return;
+            if (epoch === this.notifyEpoch) this.applyJob(job);
+          }
+          await this.walk(replays);
+          if (this.isFinished) return;
+          this.failures = 0;
+          if (tick) this.afterTick();
+        } catch (err) {
+          if (this.isFinished) return;
+          this.pendingReplays.unshift(...replays);
+          this.onError(err, tick);
+        }
+      }
+      if (this.ending && !this.isFinished && this.pendingReplays.length === 0) this.finish({ kind: 'end' });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Decides what follows a successful tick: the next poll, a last sweep, or the end. */
+  private afterTick(): void {
+    const status = this.job?.status;
+    if (isTerminal(status)) {
+      if (this.sawActive && !this.finalSweepDone) {
+        // Events of the last moments may be written just after the status: look once more.
+        this.finalSweepDone = true;
+        this.schedule(this.opts.pollIntervalMs);
+      } else {
+        this.ending = true;
+      }
+      return;
+    }
+    const slow = status !== undefined && SLOW_STATUSES.has(status);
+    this.schedule(slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs);
+  }
+
+  private onError(err: unknown, _tick: boolean): void {
+    const kind = classifyUpstreamError(err);
+    if (kind.fatal) {
+      const failure = new LiveFailure(kind.code, kind.message);
+      for (const r of this.pendingReplays.splice(0)) r.resolve({ ok: false, failure });
+      this.finish({ kind: 'error', code: kind.code, message: kind.message });
+      return;
+    }
+    this.failures++;
+    const base = Math.min(this.opts.maxBackoffMs, this.opts.pollIntervalMs * 2 ** (this.failures - 1));
+    // "Equal jitter": half fixed, half random, so that many pollers do not retry in lockstep.
+    let delay = base / 2 + Math.random() * (base / 2);
+    if (kind.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(kind.retryAfterMs, this.opts.maxBackoffMs));
+    this.opts.logger?.warn(
+      { poller: this.key, failures: this.failures, retryInMs: Math.round(delay), error: describe(err) },
+      'live poll failed; backing off',
+    );
+    this.backingOff = true;
+    this.schedule(delay);
+  }
+
+  private applyJob(job: FineTuningJob): void {
+    if (!isTerminal(job.status)) this.sawActive = true;
+    const serial = stableStringify(job);
+    if (serial === this.jobSerial) return;
+    this.jobSerial = serial;
+    this.job = job;
+    this.jobVersion++;
+    this.publish({ kind: 'job', version: this.jobVersion, job });
+  }
+
+  /**
+   * Reads events newest first until it has met the cursor and every replay target (or the oldest
+   * event), publishes the new ones oldest first and serves the replays.
+   */
+  private async walk(replays: PendingReplay[]): Promise<void> {
+    const targets = new Set(replays.map((r) => r.after));
+    const cursor = this.cursor;
+
+    if (cursor === undefined && targets.size === 0) {
+      // First walk, nobody needs history: only learn the newest id (the baseline).
+      const page = await this.upstream.listEvents(this.jobId, { limit: 1 });
+      if (this.isFinished) return;
+      this.cursor = page.data[0]?.id ?? null;
+      return;
+    }
+
+    const collected: FineTuningJobEvent[] = []; // newest first
+    const found = new Map<string, number>(); // target id -> its index in `collected`
+    let cursorIndex = -1;
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.upstream.listEvents(this.jobId, { after, limit: this.opts.eventsPageSize });
+      if (this.isFinished) return;
+      for (const ev of page.data) {
+        if (typeof cursor === 'string' && cursorIndex < 0 && ev.id === cursor) cursorIndex = collected.length;
+        if (targets.has(ev.id) && !found.has(ev.id)) found.set(ev.id, collected.length);
+        collected.push(ev);
+      }
+      const cursorMet = typeof cursor !== 'string' || cursorIndex >= 0;
+      if (cursorMet && cursor !== null && found.size === targets.size) break;
+      const last = page.data[page.data.length - 1];
+      if (!page.has_more || !last) break;
+      after = last.id;
+    }
+
+    let fresh: FineTuningJobEvent[];
+    if (cursor === undefined) fresh = []; // baseline walk (made for a replay): nothing is "new" yet
+    else if (cursor === null) fresh = collected; // the job had no events at the baseline
+    else if (cursorIndex >= 0) fresh = collected.slice(0, cursorIndex);
+    else {
+      // The cursor vanished upstream (should not happen: events are never deleted). Re-baseline
+      // rather than re-send the whole history.
+      this.opts.logger?.warn({ poller: this.key }, 'live poll: last seen event not found upstream; re-baselining');
+      fresh = [];
+    }
+    if (collected.length > 0) this.cursor = collected[0]!.id;
+    else if (this.cursor === undefined) this.cursor = null;
+
+    if (fresh.length > 0) {
+      const events = fresh.slice().reverse();
+      const firstSeq = this.seq + 1;
+      this.seq += events.length;
+      this.publish({ kind: 'events', firstSeq, events });
+    }
+
+    for (const r of replays) {
+      const index = found.get(r.after);
+      if (index === undefined) {
+        r.resolve({
+          ok: false,
+          failure: new LiveFailure('BAD_USER_INPUT', `after: the job ${this.jobId} has no event with id "${r.after}".`, 'after'),
+        });
+      } else {
+        r.resolve({ ok: true, events: collected.slice(0, index).reverse(), seq: this.seq });
+      }
+    }
+  }
+
+  private finish(msg: LiveMessage): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearTimer();
+    if (!this.stopped) this.publish(msg);
+    this.onFinished(this);
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as { status?: number; name?: string; code?: string } | null;
+  if (e && typeof e.status === 'number') return `HTTP ${e.status}`;
+  return e?.code ?? e?.name ?? 'error';
+}

@@ -1,0 +1,312 @@
+import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { createPubSub, Repeater, type PubSub } from 'graphql-yoga';
+import { LiveFailure } from './errors.js';
+import { isTerminal, JobPoller } from './poller.js';
+import type { FineTuningJob, FineTuningJobEvent, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
+
+/** The pub/sub's topics: `live:<credentialHash>:<jobId>`, one message type. */
+export type LiveTopics = { live: [key: string, message: LiveMessage] };
+export type LivePubSub = PubSub<LiveTopics>;
+
+/**
+ * Live job streams. The GraphQL subscription fields only talk to this interface, so the
+ * in-process implementation below can be replaced (or wrapped) by one that coordinates several
+ * instances (a Redis lease per (credential, job) deciding who polls, fan-out over Redis pub/sub).
+ */
+export interface LiveJobs {
+  /** Each new event of the job, oldest first, exactly once; with `after`, first every event since it. */
+  jobEvents(scope: LiveScope, jobId: string, after?: string | null): AsyncIterableIterator<FineTuningJobEvent | LiveFailure>;
+  /** The job's current state, then every changed state; completes at a terminal state. */
+  jobUpdates(scope: LiveScope, jobId: string): AsyncIterableIterator<FineTuningJob | LiveFailure>;
+  /** Pushes a state obtained elsewhere (a mutation's result) to the job's subscribers at once. */
+  notifyJobChanged(credential: string, job: FineTuningJob): void;
+  stats(): LiveStats;
+  /** Stops every poller and ends every stream (with SHUTTING_DOWN). */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_LIVE_OPTIONS: LiveOptions = {
+  pollIntervalMs: 1000,
+  slowFactor: 3,
+  maxBackoffMs: 30_000,
+  eventsPageSize: 100,
+  maxBacklog: 10_000,
+};
+
+/** Reads POLL_INTERVAL_MS and POLL_MAX_BACKOFF_MS (positive integers) over the defaults. */
+export function liveOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<LiveOptions> {
+  const out: Partial<LiveOptions> = {};
+  const interval = positiveInt(env.POLL_INTERVAL_MS, 'POLL_INTERVAL_MS');
+  if (interval !== undefined) out.pollIntervalMs = interval;
+  const backoff = positiveInt(env.POLL_MAX_BACKOFF_MS, 'POLL_MAX_BACKOFF_MS');
+  if (backoff !== undefined) out.maxBackoffMs = backoff;
+  return out;
+}
+
+function positiveInt(raw: string | undefined, name: string): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer (milliseconds), got "${raw}"`);
+  return n;
+}
+
+/** A short, stable, one-way name for a credential: keys and logs never hold the credential itself. */
+export function credentialHash(credential: string): string {
+  return createHash('sha256').update(credential).digest('base64url').slice(0, 22);
+}
+
+export function watchKey(credential: string, jobId: string): string {
+  return `${credentialHash(credential)}:${jobId}`;
+}
+
+/**
+ * The in-process registry of pollers, keyed by `<credentialHash>:<jobId>`. A poller starts with
+ * its first subscriber and stops when the last one leaves (the stream's `return()`, which
+ * graphql-ws and yoga's SSE call when a client completes or its connection drops). Pollers
+ * publish through a yoga pub/sub (`createPubSub`, which accepts a distributed event target such
+ * as `@graphql-yoga/redis-event-target`); each stream filters what it has already delivered by
+ * sequence number (events) or version (job states).
+ */
+export class JobWatchRegistry implements LiveJobs {
+  readonly options: LiveOptions;
+  private readonly pubsub: LivePubSub;
+  private readonly pollers = new Map<string, JobPoller>();
+  /** Enders of the live streams, so close() can end them. */
+  private readonly streams = new Set<(failure: LiveFailure) => void>();
+  private closed = false;
+
+  constructor(options: Partial<LiveOptions> & { pubsub?: LivePubSub } = {}) {
+    const { pubsub, ...rest } = options;
+    this.options = { ...DEFAULT_LIVE_OPTIONS, ...stripUndefined(rest) };
+    this.pubsub = pubsub ?? createPubSub<LiveTopics>({ eventTarget: unlimitedEventTarget() });
+  }
+
+  stats(): LiveStats {
+    let subscribers = 0;
+    for (const p of this.pollers.values()) subscribers += p.refs;
+    return { pollers: this.pollers.size, subscribers };
+  }
+
+  notifyJobChanged(credential: string, job: FineTuningJob): void {
+    this.pollers.get(watchKey(credential, job.id))?.notify(job);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const failure = new LiveFailure('SHUTTING_DOWN', 'The server is shutting down; reconnect (with `after` for events) to resume.');
+    for (const end of [...this.streams]) end(failure);
+    for (const p of this.pollers.values()) p.stop();
+    this.pollers.clear();
+  }
+
+  jobUpdates(scope: LiveScope, jobId: string): AsyncIterableIterator<FineTuningJob | LiveFailure> {
+    return new Repeater<FineTuningJob | LiveFailure>(async (push, stop) => {
+      const stream = this.open(scope, jobId, stop);
+      if (!stream) return void (await push(this.closedFailure()), stop());
+      try {
+        let version = 0;
+        /** Pushes a state newer than the last one delivered; false once the stream must end. */
+        const deliver = async (job: FineTuningJob, v: number): Promise<boolean> => {
+          if (v <= version) return true;
+          version = v;
+          await push(job);
+          return !isTerminal(job.status) && !stream.stopped;
+        };
+        const current = stream.poller.currentJob();
+        if (current && !(await deliver(current.job, current.version))) return;
+        for (;;) {
+          const msg = await stream.take();
+          if (!msg || msg.kind === 'end') break;
+          if (msg.kind === 'error') return void (await push(new LiveFailure(msg.code, msg.message)));
+          if (msg.kind === 'job' && !(await deliver(msg.job, msg.version))) return;
+        }
+        if (stream.failure) await push(stream.failure);
+      } finally {
+        stream.close();
+        stop();
+      }
+    });
+  }
+
+  jobEvents(scope: LiveScope, jobId: string, after?: string | null): AsyncIterableIterator<FineTuningJobEvent | LiveFailure> {
+    return new Repeater<FineTuningJobEvent | LiveFailure>(async (push, stop) => {
+      const stream = this.open(scope, jobId, stop);
+      if (!stream) return void (await push(this.closedFailure()), stop());
+      try {
+        // `seq`: the sequence number of the last event this subscriber has; the poller's live
+        // batches carry numbers, so the replay/live seam neither repeats nor skips an event.
+        let seq: number;
+        if (after != null) {
+          const replay = await stream.until(stream.poller.requestReplay(after));
+          if (!replay) {
+            if (stream.failure) await push(stream.failure);
+            return;
+          }
+          if (!replay.ok) return void (await push(replay.failure));
+          for (const ev of replay.events) {
+            await push(ev);
+            if (stream.stopped) return;
+          }
+          seq = replay.seq;
+        } else {
+          seq = stream.poller.currentSeq();
+        }
+        for (;;) {
+          const msg = await stream.take();
+          if (!msg || msg.kind === 'end') break;
+          if (msg.kind === 'error') return void (await push(new LiveFailure(msg.code, msg.message)));
+          if (msg.kind !== 'events') continue;
+          for (let i = 0; i < msg.events.length; i++) {
+            const s = msg.firstSeq + i;
+            if (s <= seq) continue;
+            seq = s;
+            await push(msg.events[i]!);
+            if (stream.stopped) return;
+          }
+        }
+        if (stream.failure) await push(stream.failure);
+      } finally {
+        stream.close();
+        stop();
+      }
+    });
+  }
+
+  private closedFailure(): LiveFailure {
+    return new LiveFailure('SHUTTING_DOWN', 'The server is shutting down.');
+  }
+
+  /**
+   * Subscribes to the job's topic (synchronously, before anything is awaited, so no message
+   * published from now on is missed) and takes a reference on its poller, starting it if needed.
+   */
+  private open(scope: LiveScope, jobId: string, stop: PromiseLike<unknown> & (() => void)): LiveStream | undefined {
+    if (this.closed) return undefined;
+    const key = watchKey(scope.credential, jobId);
+    const source = this.pubsub.subscribe('live', key);
+    let poller = this.pollers.get(key);
+    let fresh = false;
+    if (!poller || poller.isFinished) {
+      poller = new JobPoller(key, jobId, scope.upstream, this.options, (msg) => this.pubsub.publish('live', key, msg), (done) => {
+        if (this.pollers.get(key) === done) this.pollers.delete(key);
+      });
+      this.pollers.set(key, poller);
+      fresh = true;
+    }
+    poller.refs++;
+    const stream = new LiveStream(poller, source, stop, this.options.maxBacklog, () => {
+      this.streams.delete(endStream);
+      const p = stream.poller;
+      p.refs--;
+      if (p.refs <= 0) {
+        p.stop();
+        if (this.pollers.get(key) === p) this.pollers.delete(key);
+      }
+    });
+    const endStream = (failure: LiveFailure) => stream.fail(failure);
+    this.streams.add(endStream);
+    if (fresh) poller.start();
+    return stream;
+  }
+}
+
+/**
+ * One subscriber's side of a topic. Messages are drained from the pub/sub into an inbox at once,
+ * so a slow client never makes the pub/sub's repeater overflow; past `maxBacklog` queued events
+ * the stream ends with SLOW_CONSUMER (the client reconnects with `after` and loses nothing).
+ */
+class LiveStream {
+  private readonly inbox: LiveMessage[] = [];
+  private backlog = 0;
+  private wake: (() => void) | undefined;
+  private interrupt!: () => void;
+  private readonly interrupted: Promise<undefined>;
+  private isStopped = false;
+  private closed = false;
+  /** Set when the stream must end with an error (overflow, shutdown): delivered by take(). */
+  failure: LiveFailure | undefined;
+
+  constructor(
+    readonly poller: JobPoller,
+    private readonly source: AsyncIterableIterator<LiveMessage>,
+    stop: PromiseLike<unknown>,
+    private readonly maxBacklog: number,
+    private readonly onClose: () => void,
+  ) {
+    this.interrupted = new Promise<undefined>((resolve) => (this.interrupt = () => resolve(undefined)));
+    Promise.resolve(stop).then(() => {
+      this.isStopped = true;
+      this.interrupt();
+      this.wake?.();
+    });
+    void this.pump();
+  }
+
+  get stopped(): boolean {
+    return this.isStopped;
+  }
+
+  private async pump(): Promise<void> {
+    // for-await calls next() synchronously here: the pub/sub listener is registered before
+    // the constructor returns.
+    for await (const msg of this.source) {
+      if (msg.kind === 'events') this.backlog += msg.events.length;
+      this.inbox.push(msg);
+      if (this.backlog > this.maxBacklog) {
+        this.fail(new LiveFailure('SLOW_CONSUMER', 'The client fell too far behind; reconnect with `after` to resume.'));
+        return;
+      }
+      this.wake?.();
+    }
+  }
+
+  /** Ends the stream with `failure` (after the item being delivered now). */
+  fail(failure: LiveFailure): void {
+    if (this.failure) return;
+    this.failure = failure;
+    this.inbox.length = 0;
+    this.backlog = 0;
+    void this.source.return?.();
+    this.interrupt();
+    this.wake?.();
+  }
+
+  /** The next message on the topic; undefined once the stream is stopped or failed. */
+  async take(): Promise<LiveMessage | undefined> {
+    for (;;) {
+      if (this.isStopped || this.failure) return undefined;
+      const msg = this.inbox.shift();
+      if (msg) {
+        if (msg.kind === 'events') this.backlog -= msg.events.length;
+        return msg;
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = undefined;
+    }
+  }
+
+  /** `promise`'s value, or undefined if the stream is stopped or failed first. */
+  until<T>(promise: Promise<T>): Promise<T | undefined> {
+    return Promise.race([promise, this.interrupted]);
+  }
+
+  /** Unsubscribes and drops the poller reference (stopping the poller if it was the last). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    void this.source.return?.();
+    this.onClose();
+  }
+}
+
+/** Node warns past 10 listeners per event type on an EventTarget; a popular job has thousands. */
+function unlimitedEventTarget(): EventTarget {
+  const target = new EventTarget();
+  setMaxListeners(0, target);
+  return target;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

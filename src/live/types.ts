@@ -1,0 +1,78 @@
+import type { FineTuningJob, FineTuningJobEvent } from 'openai/resources/fine-tuning/jobs/jobs';
+
+export type { FineTuningJob, FineTuningJobEvent };
+
+/**
+ * The two upstream reads a poller needs, for one credential. The GraphQL API's upstream client
+ * (the official `openai` SDK, one client per credential) is adapted to this in `upstream.ts`;
+ * tests and the bench can pass anything with the same shape.
+ *
+ * Polls must go straight to the upstream: never through a per-request DataLoader or cache.
+ */
+export interface LiveUpstream {
+  retrieveJob(jobId: string): Promise<FineTuningJob>;
+  /** One page of the job's events, newest first; `after` is the id of the last event of the previous page. */
+  listEvents(jobId: string, query: { after?: string; limit: number }): Promise<EventsPage>;
+}
+
+export interface EventsPage {
+  data: FineTuningJobEvent[];
+  has_more: boolean;
+}
+
+/** Who is watching: the credential the upstream calls are made with, and the upstream for it. */
+export interface LiveScope {
+  /** The upstream credential (API key). Only its hash is kept in keys; it is never logged. */
+  credential: string;
+  upstream: LiveUpstream;
+}
+
+/**
+ * What a poller publishes on its topic (`live:<credentialHash>:<jobId>`) through the pub/sub.
+ * Everything is plain JSON, so the same messages can later travel over Redis pub/sub.
+ */
+export type LiveMessage =
+  /** The job changed (a stable serialisation of the upstream object differs); `version` counts changes. */
+  | { kind: 'job'; version: number; job: FineTuningJob }
+  /** New events, oldest first; the i-th one has sequence number `firstSeq + i`. */
+  | { kind: 'events'; firstSeq: number; events: FineTuningJobEvent[] }
+  /** The job is terminal and its last events were published: streams complete. */
+  | { kind: 'end' }
+  /** A failure that ends every stream of this poller (unknown job, revoked key, shutdown). */
+  | { kind: 'error'; code: LiveErrorCode; message: string };
+
+export type LiveErrorCode =
+  | 'NOT_FOUND'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'BAD_USER_INPUT'
+  | 'SLOW_CONSUMER'
+  | 'SHUTTING_DOWN'
+  | 'UPSTREAM_UNAVAILABLE';
+
+/** Minimal logger shape (pino's is compatible). */
+export interface LiveLogger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface LiveOptions {
+  /** Poll interval for a running job, in ms. Default 1000 (env POLL_INTERVAL_MS). */
+  pollIntervalMs: number;
+  /** Multiplier of the interval while the job is validating_files, queued or paused. Default 3. */
+  slowFactor: number;
+  /** Cap of the exponential back-off after upstream errors, in ms. Default 30000 (env POLL_MAX_BACKOFF_MS). */
+  maxBackoffMs: number;
+  /** Page size of events walks (the upstream caps it at 100). Default 100. */
+  eventsPageSize: number;
+  /** A subscriber that falls this many events behind is ended with SLOW_CONSUMER. Default 10000. */
+  maxBacklog: number;
+  logger?: LiveLogger;
+}
+
+export interface LiveStats {
+  /** Active pollers (one per watched (credential, job)). */
+  pollers: number;
+  /** Active subscriptions (streams) over all pollers. */
+  subscribers: number;
+}
