@@ -1,0 +1,40 @@
+/**
+ * The local fine-tuning service on its own: `npm run emulator`.
+ *   PORT (default 4010), HOST (default 127.0.0.1), EMULATOR_DB (default ./data/emulator.db),
+ *   EMULATOR_STEP_MS (default 200).
+ * Closes cleanly on SIGTERM/SIGINT.
+ */
+import { createServer } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import { createEmulator } from './index.js';
+
+const port = Number(process.env.PORT ?? 4010);
+const host = process.env.HOST ?? '127.0.0.1';
+
+const emulator = createEmulator();
+const server = createServer(getRequestListener(emulator.fetch));
+server.keepAliveTimeout = 65_000;
+
+server.listen(port, host, () => {
+  const address = server.address();
+  const actualPort = typeof address === 'object' && address ? address.port : port;
+  emulator.start();
+  const { dbPath, stepMs } = emulator.options;
+  process.stdout.write(
+    `fine-tuning emulator listening on http://${host}:${actualPort}/v1 (db ${dbPath}, step ${stepMs} ms)\n`,
+  );
+});
+
+let stopping = false;
+function shutdown(): void {
+  if (stopping) return;
+  stopping = true;
+  const force = setTimeout(() => process.exit(1), 5000);
+  force.unref();
+  server.close(() => {
+    void emulator.close().then(() => process.exit(0));
+  });
+  server.closeIdleConnections();
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);

@@ -1,0 +1,127 @@
+/**
+ * Response-body validation against OpenAI's published spec (../shared/spec/openai-fine-tuning.openapi.yaml).
+ *
+ * The spec mixes OpenAPI 3.1 and 3.0 idioms, so its schemas are normalised for JSON Schema 2020-12:
+ * `nullable: true` becomes a union with null, boolean `exclusiveMinimum` becomes the numeric form,
+ * and `format: unixtime` is registered. Deliberate extensions, where OpenAI's real responses go beyond
+ * the published spec:
+ *   - FineTuningJob.status also allows `paused` (OpenAI returns it; its enum omits it);
+ *   - ListFilesResponse.first_id/last_id may be null, for an empty list (as in the checkpoints list).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { parse } from 'yaml';
+
+export type SchemaName =
+  | 'FineTuningJob'
+  | 'ListPaginatedFineTuningJobsResponse'
+  | 'ListFineTuningJobEventsResponse'
+  | 'FineTuningJobEvent'
+  | 'ListFineTuningJobCheckpointsResponse'
+  | 'FineTuningJobCheckpoint'
+  | 'OpenAIFile'
+  | 'ListFilesResponse'
+  | 'DeleteFileResponse'
+  | 'Error';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const SPEC_PATH = resolve(here, '../../../shared/spec/openai-fine-tuning.openapi.yaml');
+
+/** OpenAI's error envelope (the published subset has no schema for it). */
+const ERROR_SCHEMA = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'param', 'code'],
+      properties: {
+        message: { type: 'string', minLength: 1 },
+        type: { type: 'string' },
+        param: { type: ['string', 'null'] },
+        code: { type: ['string', 'null'] },
+      },
+    },
+  },
+};
+
+/** Rewrite 3.0-isms into JSON Schema 2020-12, recursively. */
+function normalise(node: unknown, isPropertyMap = false): unknown {
+  if (Array.isArray(node)) return node.map((n) => normalise(n));
+  if (!node || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    // Annotations only (never inside a `properties` map, where keys are property names).
+    if (!isPropertyMap && (k.startsWith('x-') || k === 'example' || k === 'examples' || k === 'discriminator')) continue;
+    out[k] = normalise(v, !isPropertyMap && (k === 'properties' || k === 'patternProperties'));
+  }
+  if (isPropertyMap) return out;
+  if (out.exclusiveMinimum === true) {
+    out.exclusiveMinimum = out.minimum;
+    delete out.minimum;
+  } else if (out.exclusiveMinimum === false) delete out.exclusiveMinimum;
+  if (out.exclusiveMaximum === true) {
+    out.exclusiveMaximum = out.maximum;
+    delete out.maximum;
+  } else if (out.exclusiveMaximum === false) delete out.exclusiveMaximum;
+  if (out.nullable === true) {
+    delete out.nullable;
+    if (typeof out.type === 'string') {
+      out.type = [out.type, 'null'];
+      if (Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...out.enum, null];
+    } else {
+      const copy = { ...out };
+      for (const key of Object.keys(out)) delete out[key];
+      out.anyOf = [copy, { type: 'null' }];
+    }
+  } else if (out.nullable === false) delete out.nullable;
+  return out;
+}
+
+function loadSchemas(): Record<string, any> {
+  const doc = parse(readFileSync(SPEC_PATH, 'utf8'));
+  const schemas = normalise(doc.components.schemas, true) as Record<string, any>;
+  // Extension 1: `paused`.
+  schemas.FineTuningJob.properties.status.enum.push('paused');
+  // Extension 2: empty file lists have no first/last id.
+  for (const key of ['first_id', 'last_id']) {
+    schemas.ListFilesResponse.properties[key] = { type: ['string', 'null'] };
+  }
+  schemas.Error = ERROR_SCHEMA;
+  return schemas;
+}
+
+const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true });
+addFormats(ajv);
+ajv.addFormat('unixtime', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= 0 });
+ajv.addSchema({ $id: 'openai-spec', components: { schemas: loadSchemas() } });
+
+const validators = new Map<string, ReturnType<typeof ajv.compile>>();
+function validatorFor(name: SchemaName) {
+  let v = validators.get(name);
+  if (!v) {
+    v = ajv.getSchema(`openai-spec#/components/schemas/${name}`);
+    if (!v) throw new Error(`schema ${name} not found in ${SPEC_PATH}`);
+    validators.set(name, v);
+  }
+  return v;
+}
+
+/** Throws with every schema violation listed when `body` does not match the named schema. */
+export function expectMatchesSchema(body: unknown, name: SchemaName): void {
+  const validate = validatorFor(name);
+  if (!validate(body)) {
+    const errors = (validate.errors ?? [])
+      .map((e) => `  ${e.instancePath || '(root)'} ${e.message}${e.params ? ` ${JSON.stringify(e.params)}` : ''}`)
+      .join('\n');
+    throw new Error(`response does not match ${name}:\n${errors}\nbody: ${JSON.stringify(body).slice(0, 2000)}`);
+  }
+}
+
+/** True when `body` matches (for negative checks of the helper itself). */
+export function matchesSchema(body: unknown, name: SchemaName): boolean {
+  return validatorFor(name)(body) as boolean;
+}
