@@ -1,5 +1,5 @@
 import { classifyUpstreamError, LiveFailure } from './errors.js';
-import type { FineTuningJob, FineTuningJobEvent, LiveMessage, LiveOptions, LiveUpstream } from './types.js';
+import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveUpstream } from './types.js';
 
 export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'cancelled']);
 /** Statuses polled `slowFactor` times less often: nothing moves quickly in them. */
@@ -21,11 +21,11 @@ export function stableStringify(value: unknown): string {
   });
 }
 
-export type ReplayResult = { ok: true; events: FineTuningJobEvent[]; seq: number } | { ok: false; failure: LiveFailure };
+export type ReplayResult<E extends LiveEvent = LiveEvent> = { ok: true; events: E[]; seq: number } | { ok: false; failure: LiveFailure };
 
-interface PendingReplay {
+interface PendingReplay<E extends LiveEvent> {
   after: string;
-  resolve(result: ReplayResult): void;
+  resolve(result: ReplayResult<E>): void;
 }
 
 /**
@@ -45,7 +45,7 @@ interface PendingReplay {
  * terminal), publishes `end` and finishes. `stop()` (last subscriber gone) clears its timer at once;
  * an upstream call in flight is then ignored.
  */
-export class JobPoller {
+export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> {
   /** Subscriber count, kept by the registry. */
   refs = 0;
 
@@ -59,13 +59,13 @@ export class JobPoller {
   private skipRetrieve = false;
   private backingOff = false;
   private failures = 0;
-  private pendingReplays: PendingReplay[] = [];
+  private pendingReplays: PendingReplay<E>[] = [];
 
   /** Newest event id seen; undefined before the first walk, null when the job had no events then. */
   private cursor: string | null | undefined;
   private seq = 0;
 
-  private job: FineTuningJob | undefined;
+  private job: J | undefined;
   private jobSerial: string | undefined;
   private jobVersion = 0;
   /** Bumped by notify(): a retrieve that started before it carries an older state and is ignored. */
@@ -78,11 +78,11 @@ export class JobPoller {
   constructor(
     readonly key: string,
     readonly jobId: string,
-    private readonly upstream: LiveUpstream,
+    private readonly upstream: LiveUpstream<J, E>,
     private readonly opts: LiveOptions,
-    private readonly publish: (msg: LiveMessage) => void,
+    private readonly publish: (msg: LiveMessage<J, E>) => void,
     /** Called once when the poller finishes by itself (terminal job or fatal error). */
-    private readonly onFinished: (poller: JobPoller) => void,
+    private readonly onFinished: (poller: JobPoller<J, E>) => void,
   ) {}
 
   /** Starts polling at once. */
@@ -109,7 +109,7 @@ export class JobPoller {
   }
 
   /** The newest known state of the job, with its version, if any tick has fetched it yet. */
-  currentJob(): { job: FineTuningJob; version: number } | undefined {
+  currentJob(): { job: J; version: number } | undefined {
     return this.job ? { job: this.job, version: this.jobVersion } : undefined;
   }
 
@@ -118,7 +118,7 @@ export class JobPoller {
    * to: live events with a higher number are the ones it still needs. Resolves with a failure
    * (BAD_USER_INPUT) when the job has no event with that id.
    */
-  requestReplay(after: string): Promise<ReplayResult> {
+  requestReplay(after: string): Promise<ReplayResult<E>> {
     return new Promise((resolve) => {
       if (this.isFinished) {
         resolve({ ok: false, failure: new LiveFailure('SHUTTING_DOWN', 'The live stream was stopped.') });
@@ -133,7 +133,7 @@ export class JobPoller {
    * A fresh job state from elsewhere (a cancel, pause or resume made through this server):
    * published at once, then an immediate walk picks up the events that came with it.
    */
-  notify(job: FineTuningJob): void {
+  notify(job: J): void {
     if (this.isFinished || job.id !== this.jobId) return;
     this.notifyEpoch++;
     this.applyJob(job);
@@ -190,7 +190,7 @@ export class JobPoller {
         } catch (err) {
           if (this.isFinished) return;
           this.pendingReplays.unshift(...replays);
-          this.onError(err, tick);
+          this.onError(err);
         }
       }
       if (this.ending && !this.isFinished && this.pendingReplays.length === 0) this.finish({ kind: 'end' });
@@ -216,7 +216,7 @@ export class JobPoller {
     this.schedule(slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs);
   }
 
-  private onError(err: unknown, _tick: boolean): void {
+  private onError(err: unknown): void {
     const kind = classifyUpstreamError(err);
     if (kind.fatal) {
       const failure = new LiveFailure(kind.code, kind.message);
@@ -237,7 +237,7 @@ export class JobPoller {
     this.schedule(delay);
   }
 
-  private applyJob(job: FineTuningJob): void {
+  private applyJob(job: J): void {
     if (!isTerminal(job.status)) this.sawActive = true;
     const serial = stableStringify(job);
     if (serial === this.jobSerial) return;
@@ -251,7 +251,7 @@ export class JobPoller {
    * Reads events newest first until it has met the cursor and every replay target (or the oldest
    * event), publishes the new ones oldest first and serves the replays.
    */
-  private async walk(replays: PendingReplay[]): Promise<void> {
+  private async walk(replays: PendingReplay<E>[]): Promise<void> {
     const targets = new Set(replays.map((r) => r.after));
     const cursor = this.cursor;
 
@@ -263,7 +263,7 @@ export class JobPoller {
       return;
     }
 
-    const collected: FineTuningJobEvent[] = []; // newest first
+    const collected: E[] = []; // newest first
     const found = new Map<string, number>(); // target id -> its index in `collected`
     let cursorIndex = -1;
     let after: string | undefined;
@@ -282,7 +282,7 @@ export class JobPoller {
       after = last.id;
     }
 
-    let fresh: FineTuningJobEvent[];
+    let fresh: E[];
     if (cursor === undefined) fresh = []; // baseline walk (made for a replay): nothing is "new" yet
     else if (cursor === null) fresh = collected; // the job had no events at the baseline
     else if (cursorIndex >= 0) fresh = collected.slice(0, cursorIndex);
@@ -315,7 +315,7 @@ export class JobPoller {
     }
   }
 
-  private finish(msg: LiveMessage): void {
+  private finish(msg: LiveMessage<J, E>): void {
     if (this.finished) return;
     this.finished = true;
     this.clearTimer();

@@ -3,24 +3,24 @@ import { setMaxListeners } from 'node:events';
 import { createPubSub, Repeater, type PubSub } from 'graphql-yoga';
 import { LiveFailure } from './errors.js';
 import { isTerminal, JobPoller } from './poller.js';
-import type { FineTuningJob, FineTuningJobEvent, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
+import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
 
 /** The pub/sub's topics: `live:<credentialHash>:<jobId>`, one message type. */
-export type LiveTopics = { live: [key: string, message: LiveMessage] };
-export type LivePubSub = PubSub<LiveTopics>;
+export type LiveTopics<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> = { live: [key: string, message: LiveMessage<J, E>] };
+export type LivePubSub<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> = PubSub<LiveTopics<J, E>>;
 
 /**
  * Live job streams. The GraphQL subscription fields only talk to this interface, so the
  * in-process implementation below can be replaced (or wrapped) by one that coordinates several
  * instances (a Redis lease per (credential, job) deciding who polls, fan-out over Redis pub/sub).
  */
-export interface LiveJobs {
+export interface LiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> {
   /** Each new event of the job, oldest first, exactly once; with `after`, first every event since it. */
-  jobEvents(scope: LiveScope, jobId: string, after?: string | null): AsyncIterableIterator<FineTuningJobEvent | LiveFailure>;
+  jobEvents(scope: LiveScope<J, E>, jobId: string, after?: string | null): AsyncIterableIterator<E | LiveFailure>;
   /** The job's current state, then every changed state; completes at a terminal state. */
-  jobUpdates(scope: LiveScope, jobId: string): AsyncIterableIterator<FineTuningJob | LiveFailure>;
+  jobUpdates(scope: LiveScope<J, E>, jobId: string): AsyncIterableIterator<J | LiveFailure>;
   /** Pushes a state obtained elsewhere (a mutation's result) to the job's subscribers at once. */
-  notifyJobChanged(credential: string, job: FineTuningJob): void;
+  notifyJobChanged(credential: string, job: J): void;
   stats(): LiveStats;
   /** Stops every poller and ends every stream (with SHUTTING_DOWN). */
   close(): Promise<void>;
@@ -68,18 +68,18 @@ export function watchKey(credential: string, jobId: string): string {
  * as `@graphql-yoga/redis-event-target`); each stream filters what it has already delivered by
  * sequence number (events) or version (job states).
  */
-export class JobWatchRegistry implements LiveJobs {
+export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> implements LiveJobs<J, E> {
   readonly options: LiveOptions;
-  private readonly pubsub: LivePubSub;
-  private readonly pollers = new Map<string, JobPoller>();
+  private readonly pubsub: LivePubSub<J, E>;
+  private readonly pollers = new Map<string, JobPoller<J, E>>();
   /** Enders of the live streams, so close() can end them. */
   private readonly streams = new Set<(failure: LiveFailure) => void>();
   private closed = false;
 
-  constructor(options: Partial<LiveOptions> & { pubsub?: LivePubSub } = {}) {
+  constructor(options: Partial<LiveOptions> & { pubsub?: LivePubSub<J, E> } = {}) {
     const { pubsub, ...rest } = options;
     this.options = { ...DEFAULT_LIVE_OPTIONS, ...stripUndefined(rest) };
-    this.pubsub = pubsub ?? createPubSub<LiveTopics>({ eventTarget: unlimitedEventTarget() });
+    this.pubsub = pubsub ?? createPubSub<LiveTopics<J, E>>({ eventTarget: unlimitedEventTarget() });
   }
 
   stats(): LiveStats {
@@ -88,7 +88,7 @@ export class JobWatchRegistry implements LiveJobs {
     return { pollers: this.pollers.size, subscribers };
   }
 
-  notifyJobChanged(credential: string, job: FineTuningJob): void {
+  notifyJobChanged(credential: string, job: J): void {
     this.pollers.get(watchKey(credential, job.id))?.notify(job);
   }
 
@@ -100,14 +100,14 @@ export class JobWatchRegistry implements LiveJobs {
     this.pollers.clear();
   }
 
-  jobUpdates(scope: LiveScope, jobId: string): AsyncIterableIterator<FineTuningJob | LiveFailure> {
-    return new Repeater<FineTuningJob | LiveFailure>(async (push, stop) => {
+  jobUpdates(scope: LiveScope<J, E>, jobId: string): AsyncIterableIterator<J | LiveFailure> {
+    return new Repeater<J | LiveFailure>(async (push, stop) => {
       const stream = this.open(scope, jobId, stop);
       if (!stream) return void (await push(this.closedFailure()), stop());
       try {
         let version = 0;
         /** Pushes a state newer than the last one delivered; false once the stream must end. */
-        const deliver = async (job: FineTuningJob, v: number): Promise<boolean> => {
+        const deliver = async (job: J, v: number): Promise<boolean> => {
           if (v <= version) return true;
           version = v;
           await push(job);
@@ -129,8 +129,8 @@ export class JobWatchRegistry implements LiveJobs {
     });
   }
 
-  jobEvents(scope: LiveScope, jobId: string, after?: string | null): AsyncIterableIterator<FineTuningJobEvent | LiveFailure> {
-    return new Repeater<FineTuningJobEvent | LiveFailure>(async (push, stop) => {
+  jobEvents(scope: LiveScope<J, E>, jobId: string, after?: string | null): AsyncIterableIterator<E | LiveFailure> {
+    return new Repeater<E | LiveFailure>(async (push, stop) => {
       const stream = this.open(scope, jobId, stop);
       if (!stream) return void (await push(this.closedFailure()), stop());
       try {
@@ -181,14 +181,14 @@ export class JobWatchRegistry implements LiveJobs {
    * Subscribes to the job's topic (synchronously, before anything is awaited, so no message
    * published from now on is missed) and takes a reference on its poller, starting it if needed.
    */
-  private open(scope: LiveScope, jobId: string, stop: PromiseLike<unknown> & (() => void)): LiveStream | undefined {
+  private open(scope: LiveScope<J, E>, jobId: string, stop: PromiseLike<unknown> & (() => void)): LiveStream<J, E> | undefined {
     if (this.closed) return undefined;
     const key = watchKey(scope.credential, jobId);
     const source = this.pubsub.subscribe('live', key);
     let poller = this.pollers.get(key);
     let fresh = false;
     if (!poller || poller.isFinished) {
-      poller = new JobPoller(key, jobId, scope.upstream, this.options, (msg) => this.pubsub.publish('live', key, msg), (done) => {
+      poller = new JobPoller<J, E>(key, jobId, scope.upstream, this.options, (msg) => this.pubsub.publish('live', key, msg), (done) => {
         if (this.pollers.get(key) === done) this.pollers.delete(key);
       });
       this.pollers.set(key, poller);
@@ -216,8 +216,8 @@ export class JobWatchRegistry implements LiveJobs {
  * so a slow client never makes the pub/sub's repeater overflow; past `maxBacklog` queued events
  * the stream ends with SLOW_CONSUMER (the client reconnects with `after` and loses nothing).
  */
-class LiveStream {
-  private readonly inbox: LiveMessage[] = [];
+class LiveStream<J extends LiveJob, E extends LiveEvent> {
+  private readonly inbox: LiveMessage<J, E>[] = [];
   private backlog = 0;
   private wake: (() => void) | undefined;
   private interrupt!: () => void;
@@ -228,8 +228,8 @@ class LiveStream {
   failure: LiveFailure | undefined;
 
   constructor(
-    readonly poller: JobPoller,
-    private readonly source: AsyncIterableIterator<LiveMessage>,
+    readonly poller: JobPoller<J, E>,
+    private readonly source: AsyncIterableIterator<LiveMessage<J, E>>,
     stop: PromiseLike<unknown>,
     private readonly maxBacklog: number,
     private readonly onClose: () => void,
@@ -273,7 +273,7 @@ class LiveStream {
   }
 
   /** The next message on the topic; undefined once the stream is stopped or failed. */
-  async take(): Promise<LiveMessage | undefined> {
+  async take(): Promise<LiveMessage<J, E> | undefined> {
     for (;;) {
       if (this.isStopped || this.failure) return undefined;
       const msg = this.inbox.shift();

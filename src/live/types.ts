@@ -1,6 +1,13 @@
-import type { FineTuningJob, FineTuningJobEvent } from 'openai/resources/fine-tuning/jobs/jobs';
+/** What the live module needs of a job: the rest of the upstream object is passed through untouched. */
+export interface LiveJob {
+  id: string;
+  status: string;
+}
 
-export type { FineTuningJob, FineTuningJobEvent };
+/** What the live module needs of an event. */
+export interface LiveEvent {
+  id: string;
+}
 
 /**
  * The two upstream reads a poller needs, for one credential. The GraphQL API's upstream client
@@ -9,33 +16,33 @@ export type { FineTuningJob, FineTuningJobEvent };
  *
  * Polls must go straight to the upstream: never through a per-request DataLoader or cache.
  */
-export interface LiveUpstream {
-  retrieveJob(jobId: string): Promise<FineTuningJob>;
+export interface LiveUpstream<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> {
+  retrieveJob(jobId: string): Promise<J>;
   /** One page of the job's events, newest first; `after` is the id of the last event of the previous page. */
-  listEvents(jobId: string, query: { after?: string; limit: number }): Promise<EventsPage>;
+  listEvents(jobId: string, query: { after?: string; limit: number }): Promise<EventsPage<E>>;
 }
 
-export interface EventsPage {
-  data: FineTuningJobEvent[];
+export interface EventsPage<E extends LiveEvent = LiveEvent> {
+  data: E[];
   has_more: boolean;
 }
 
 /** Who is watching: the credential the upstream calls are made with, and the upstream for it. */
-export interface LiveScope {
+export interface LiveScope<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> {
   /** The upstream credential (API key). Only its hash is kept in keys; it is never logged. */
   credential: string;
-  upstream: LiveUpstream;
+  upstream: LiveUpstream<J, E>;
 }
 
 /**
  * What a poller publishes on its topic (`live:<credentialHash>:<jobId>`) through the pub/sub.
  * Everything is plain JSON, so the same messages can later travel over Redis pub/sub.
  */
-export type LiveMessage =
+export type LiveMessage<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> =
   /** The job changed (a stable serialisation of the upstream object differs); `version` counts changes. */
-  | { kind: 'job'; version: number; job: FineTuningJob }
+  | { kind: 'job'; version: number; job: J }
   /** New events, oldest first; the i-th one has sequence number `firstSeq + i`. */
-  | { kind: 'events'; firstSeq: number; events: FineTuningJobEvent[] }
+  | { kind: 'events'; firstSeq: number; events: E[] }
   /** The job is terminal and its last events were published: streams complete. */
   | { kind: 'end' }
   /** A failure that ends every stream of this poller (unknown job, revoked key, shutdown). */

@@ -1,4 +1,5 @@
 import type OpenAI from 'openai';
+import type { FineTuningJob, FineTuningJobEvent } from 'openai/resources/fine-tuning/jobs/jobs';
 import type { LiveUpstream } from './types.js';
 
 export interface OpenAiLiveUpstreamOptions {
@@ -11,7 +12,7 @@ export interface OpenAiLiveUpstreamOptions {
  * own retries are turned off for polls: the poller has its own back-off with jitter and must stay
  * in control of how often the upstream is called.
  */
-export function openAiLiveUpstream(client: OpenAI, options: OpenAiLiveUpstreamOptions = {}): LiveUpstream {
+export function openAiLiveUpstream(client: OpenAI, options: OpenAiLiveUpstreamOptions = {}): LiveUpstream<FineTuningJob, FineTuningJobEvent> {
   const requestOptions = { maxRetries: 0, timeout: options.timeoutMs ?? 10_000 };
   return {
     retrieveJob: (jobId) => client.fineTuning.jobs.retrieve(jobId, requestOptions),
