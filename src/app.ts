@@ -1,0 +1,206 @@
+/**
+ * Wiring: one node:http server with
+ *   /v1/*     the embedded local fine-tuning service (only when no upstream is configured)
+ *   /health   liveness
+ *   /ready    readiness: the upstream answers
+ *   /graphql  the GraphQL API (graphql-yoga; GraphiQL on a browser GET)
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { useGraphQlJit } from '@envelop/graphql-jit';
+import { getRequestListener } from '@hono/node-server';
+import { GraphQLError } from 'graphql';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { type Config, describeBackend } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { createContext, type GraphQLContext } from './resolvers/context.js';
+import { EXAMPLES } from './schema/examples.js';
+import { getSchema } from './schema/index.js';
+import { Upstream, type FetchLike } from './upstream/client.js';
+import { sanitizeMessage } from './upstream/errors.js';
+
+export interface RunningServer {
+  /** http://host:port (no trailing slash). */
+  url: string;
+  port: number;
+  httpServer: Server;
+  upstream: Upstream;
+  logger: Logger;
+  /** A line for people: where GraphQL is and which backend is used (never the key). */
+  startupLine: string;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Extra yoga/envelop plugins (e.g. live updates). */
+  plugins?: Plugin<GraphQLContext>[];
+  /** Adds request-independent values to every context (e.g. a pubsub). */
+  extendContext?: (ctx: GraphQLContext) => void;
+}
+
+interface EmbeddedService {
+  fetch(req: Request): Response | Promise<Response>;
+  start?(): void;
+  close(): Promise<void>;
+}
+
+async function startEmbedded(config: Config): Promise<EmbeddedService> {
+  // Imported lazily: a server with a configured upstream never opens the local database.
+  const { createEmulator } = (await import('./emulator/index.js')) as {
+    createEmulator(opts: { dbPath?: string; stepMs?: number }): EmbeddedService;
+  };
+  const emulator = createEmulator({ dbPath: config.emulator.dbPath, stepMs: config.emulator.stepMs });
+  emulator.start?.();
+  return emulator;
+}
+
+export function createYogaServer(
+  config: Config,
+  upstream: Upstream,
+  logger: Logger,
+  opts: StartOptions = {},
+): YogaServerInstance<Record<string, unknown>, GraphQLContext> {
+  const secrets = [config.backend.apiKey, config.backend.baseURL ?? ''].filter((s) => s.length >= 4);
+  return createYoga<Record<string, unknown>, GraphQLContext>({
+    schema: getSchema(),
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    logging: {
+      debug: (...a: unknown[]) => logger.debug({ yoga: a.map(String) }, 'yoga'),
+      info: (...a: unknown[]) => logger.info({ yoga: a.map(String) }, 'yoga'),
+      warn: (...a: unknown[]) => logger.warn({ yoga: a.map(String) }, 'yoga'),
+      error: (...a: unknown[]) => logger.error({ yoga: a.map(String) }, 'yoga'),
+    },
+    graphiql: config.graphiql
+      ? {
+          title: 'Fine-tuning GraphQL API',
+          defaultQuery: EXAMPLES[0]!.query,
+          defaultTabs: EXAMPLES.map((e) => ({
+            query: e.query,
+            variables: e.variables ? JSON.stringify(e.variables, null, 2) : null,
+          })),
+        }
+      : false,
+    context: () => {
+      // Today every request uses the server's key; auth modes will pick the credential per request here.
+      const ctx = createContext(upstream, config.backend.apiKey, logger);
+      opts.extendContext?.(ctx);
+      return ctx;
+    },
+    maskedErrors: {
+      maskError(error) {
+        const original = error instanceof GraphQLError ? error.originalError : undefined;
+        const expected =
+          error instanceof GraphQLError &&
+          (original === undefined || original === null || original instanceof GraphQLError || error.extensions?.code);
+        if (expected) {
+          const e = error as GraphQLError;
+          const message = sanitizeMessage(e.message, secrets);
+          if (message === e.message) return e;
+          return new GraphQLError(message, {
+            nodes: e.nodes,
+            source: e.source,
+            positions: e.positions,
+            path: e.path,
+            extensions: e.extensions,
+          });
+        }
+        logger.error({ err: original ?? error }, 'unexpected error in a resolver');
+        return new GraphQLError('Unexpected error.', {
+          nodes: error instanceof GraphQLError ? error.nodes : undefined,
+          path: error instanceof GraphQLError ? error.path : undefined,
+          extensions: { code: 'INTERNAL_SERVER_ERROR' },
+        });
+      },
+    },
+    plugins: [...(config.jit ? [useGraphQlJit() as Plugin<GraphQLContext>] : []), ...(opts.plugins ?? [])],
+  });
+}
+
+function json(res: ServerResponse, status: number, body: unknown) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const logger = createLogger(config.logLevel);
+  const embedded = config.backend.kind === 'embedded' ? await startEmbedded(config) : undefined;
+
+  const upstream = new Upstream({
+    // The embedded service is called in-process (no socket); the host below is never contacted.
+    baseURL: embedded ? 'http://embedded.invalid/v1' : config.backend.baseURL!,
+    fetch: embedded
+      ? (((input: string | URL | Request, init?: RequestInit) =>
+          Promise.resolve(embedded.fetch(new Request(input, init)))) as FetchLike)
+      : undefined,
+    timeoutMs: config.upstream.timeoutMs,
+    readRetries: config.upstream.readRetries,
+    connections: config.upstream.connections,
+    finishedJobCacheSize: config.finishedJobCacheSize,
+    logger,
+  });
+
+  const yoga = createYogaServer(config, upstream, logger, opts);
+  const v1 = embedded ? getRequestListener((req) => embedded.fetch(req)) : undefined;
+
+  const ready = async (res: ServerResponse) => {
+    try {
+      await upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 });
+      json(res, 200, { status: 'ready' });
+    } catch (err) {
+      const code = (err as GraphQLError).extensions?.code ?? 'UPSTREAM_UNAVAILABLE';
+      json(res, 503, { status: 'unavailable', code });
+    }
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    if (v1 && (url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?'))) {
+      void v1(req, res);
+      return;
+    }
+    const path = url.split('?', 1)[0];
+    if (path === '/health') return json(res, 200, { status: 'ok' });
+    if (path === '/ready') return void ready(res);
+    if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(302, { location: '/graphql' });
+      res.end();
+      return;
+    }
+    void yoga(req, res);
+  };
+
+  const httpServer = createServer({ keepAliveTimeout: 65_000 }, handler);
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = httpServer.address() as AddressInfo;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  const startupLine = `GraphQL API at ${url}/graphql (GraphiQL in a browser); backend: ${describeBackend(config, url)}`;
+
+  let closed = false;
+  return {
+    url,
+    port,
+    httpServer,
+    upstream,
+    logger,
+    startupLine,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      });
+      await upstream.close();
+      await embedded?.close();
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The Pothos schema builder. Other modules add types and fields to it by importing `builder`
+ * (for example a later subscription module calls `builder.subscriptionFields(...)`).
+ */
+import SchemaBuilder from '@pothos/core';
+import DataloaderPlugin from '@pothos/plugin-dataloader';
+import ErrorsPlugin from '@pothos/plugin-errors';
+import RelayPlugin from '@pothos/plugin-relay';
+import ValidationPlugin from '@pothos/plugin-validation';
+import type { GraphQLContext } from '../resolvers/context.js';
+import { decodeGlobalId } from '../resolvers/ids.js';
+import { ValidationError } from '../upstream/errors.js';
+
+export interface SchemaTypes {
+  Context: GraphQLContext;
+  DefaultFieldNullability: false;
+  DefaultEdgesNullability: false;
+  DefaultNodeNullability: false;
+  Scalars: {
+    ID: { Input: string; Output: string };
+    DateTime: { Input: Date; Output: Date };
+    JSON: { Input: unknown; Output: unknown };
+    Upload: { Input: File; Output: never };
+  };
+}
+
+type Issue = { message: string; path?: ReadonlyArray<PropertyKey | { key: PropertyKey }> };
+
+/** `['input', 'hyperparameters', 'nEpochs']` → `input.hyperparameters.nEpochs`. */
+export function issuePath(issue: Issue, fallback: string): string {
+  const parts = (issue.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p));
+  return parts.length ? parts.join('.') : fallback;
+}
+
+export const builder = new SchemaBuilder<SchemaTypes>({
+  // Order matters: errors wraps validation (so invalid input becomes a ValidationError result) and dataloader.
+  plugins: [ErrorsPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin],
+  defaultFieldNullability: false,
+  errors: {
+    // Mutation inputs that fail validation become ValidationError results (data), not top-level errors.
+    unsafelyHandleInputErrors: true,
+  },
+  validation: {
+    validationError: (result) => {
+      const issue = (result.issues?.[0] ?? { message: 'Invalid input' }) as Issue;
+      const field = issuePath(issue, 'input');
+      return new ValidationError(`${field}: ${issue.message}`, field);
+    },
+  },
+  relay: {
+    clientMutationId: 'omit',
+    cursorType: 'String',
+    // The global id is the OpenAI id itself; its prefix names the type.
+    encodeGlobalID: (_typename, id) => String(id),
+    decodeGlobalID: (globalID) => decodeGlobalId(globalID),
+    edgesFieldOptions: { nullable: false },
+    nodeFieldOptions: { nullable: false },
+    nodeQueryOptions: {
+      description: 'Any object by its OpenAI id (ftjob-…, ftevent-…, ftckpt_…, file-…). Null with a NOT_FOUND error when it does not exist.',
+    },
+    nodesQueryOptions: {
+      description: 'Objects by their OpenAI ids, in the order given; null (with a NOT_FOUND error) where one does not exist.',
+    },
+    pageInfoTypeOptions: {
+      description:
+        'Forward pagination information. `hasPreviousPage` is true when `after` was given; `last`/`before` are not offered because the upstream only pages forward.',
+    },
+  },
+});
+
+builder.queryType({ description: 'Fine-tuning jobs and files.' });
+builder.mutationType({ description: 'Create and steer fine-tuning jobs; upload and delete files.' });
+// No Subscription type yet: an object type without fields is invalid GraphQL. The live-updates module
+// declares it (builder.subscriptionType({ fields: ... })) in its own file under src/schema/.

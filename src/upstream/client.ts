@@ -1,0 +1,309 @@
+/**
+ * The upstream client: the official `openai` SDK, one client per credential (a small LRU), sharing one
+ * keep-alive connection pool. Reads retry (connection failures, timeouts, 5xx, short 429s) with backoff
+ * and jitter; creates and state changes are never retried blindly (only with a caller's idempotency key).
+ *
+ * Finished jobs (succeeded, failed, cancelled) never change, so they are cached per credential in a
+ * bounded LRU, with their events pages, checkpoints pages and training metrics.
+ */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import OpenAI from 'openai';
+import { Agent, fetch as undiciFetch } from 'undici';
+import type { Logger } from '../log.js';
+import { isRetryable, mapUpstreamError, type MapOptions, retryAfterSeconds, UnauthenticatedError } from './errors.js';
+import { isTerminal, type Page, type RawCheckpoint, type RawEvent, type RawFile, type RawJob } from './types.js';
+
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+export interface UpstreamOptions {
+  baseURL: string;
+  /** A fetch to use instead of the pooled one (the embedded service is called in-process this way). */
+  fetch?: FetchLike;
+  timeoutMs?: number;
+  readRetries?: number;
+  connections?: number;
+  /** Finished jobs kept (per all credentials); each also holds a few pages. 0 disables. */
+  finishedJobCacheSize?: number;
+  logger?: Logger;
+}
+
+/** Longest Retry-After a read waits for by itself before reporting RATE_LIMITED to the client. */
+const MAX_RETRY_AFTER_WAIT_S = 1;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Upstream {
+  readonly baseURL: string;
+  private readonly agent?: Agent;
+  private readonly fetch: FetchLike;
+  private readonly clients = new LRUCache<string, UpstreamApi>({ max: 256 });
+  /** Finished-job data of every credential; keys start with the credential's hash. */
+  readonly finished?: LRUCache<string, object>;
+
+  constructor(private readonly opts: UpstreamOptions) {
+    this.baseURL = opts.baseURL.replace(/\/+$/, '');
+    if (opts.fetch) {
+      this.fetch = opts.fetch;
+    } else {
+      const agent = new Agent({
+        connections: opts.connections ?? 64,
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 120_000,
+      });
+      this.agent = agent;
+      this.fetch = ((input: string | URL | Request, init?: RequestInit) =>
+        undiciFetch(input as never, { ...(init as object), dispatcher: agent } as never)) as unknown as FetchLike;
+    }
+    const size = opts.finishedJobCacheSize ?? 1000;
+    if (size > 0) this.finished = new LRUCache<string, object>({ max: size * 8 });
+  }
+
+  /** The API for one credential. Clients are cached per credential; nothing is shared across credentials. */
+  forCredential(credential: string): UpstreamApi {
+    let api = this.clients.get(credential);
+    if (!api) {
+      api = new UpstreamApi(this, credential, this.opts, this.fetch);
+      this.clients.set(credential, api);
+    }
+    return api;
+  }
+
+  async close(): Promise<void> {
+    this.clients.clear();
+    this.finished?.clear();
+    await this.agent?.close();
+  }
+}
+
+export class UpstreamApi {
+  readonly client: OpenAI | null;
+  /** A hash of the credential: the partition key of caches (the credential itself is never stored as a key). */
+  readonly credentialId: string;
+  private readonly secrets: string[];
+  private readonly readRetries: number;
+  /**
+   * Event and checkpoint ids seen in pages → their job id. The upstream has no endpoint to fetch one event or
+   * checkpoint by id, so `node(id)` finds them through the job they were seen with.
+   */
+  private readonly childIndex = new LRUCache<string, string>({ max: 20_000 });
+
+  constructor(
+    private readonly upstream: Upstream,
+    credential: string,
+    opts: UpstreamOptions,
+    fetchImpl: FetchLike,
+  ) {
+    this.credentialId = createHash('sha256').update(credential).digest('base64url').slice(0, 22);
+    this.readRetries = opts.readRetries ?? 2;
+    let host = '';
+    try {
+      host = new URL(upstream.baseURL).host;
+    } catch {
+      /* the base URL was validated by config */
+    }
+    this.secrets = [credential, upstream.baseURL, host].filter((s) => s.length >= 4);
+    // The SDK refuses an empty key; such a request is answered UNAUTHENTICATED without an upstream call.
+    this.client = credential
+      ? new OpenAI({
+          apiKey: credential,
+          baseURL: upstream.baseURL,
+          fetch: fetchImpl as never,
+          maxRetries: 0,
+          timeout: opts.timeoutMs ?? 30_000,
+          logLevel: 'off',
+        })
+      : null;
+  }
+
+  private sdk(): OpenAI {
+    if (!this.client) throw new UnauthenticatedError('No API key is configured for the fine-tuning API.');
+    return this.client;
+  }
+
+  private map(err: unknown, opts: MapOptions = {}): Error {
+    return mapUpstreamError(err, { ...opts, secrets: this.secrets });
+  }
+
+  /** A read, retried on connection failures, timeouts, 5xx and short 429s, with exponential backoff and jitter. */
+  private async read<T>(fn: (client: OpenAI) => Promise<T>, opts: MapOptions = {}): Promise<T> {
+    const client = this.sdk();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn(client);
+      } catch (err) {
+        if (attempt >= this.readRetries || !isRetryable(err)) throw this.map(err, opts);
+        let delay = Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
+        if (err instanceof OpenAI.APIError && err.status === 429) {
+          const after = retryAfterSeconds(err.headers);
+          if (after > MAX_RETRY_AFTER_WAIT_S) throw this.map(err, opts);
+          delay = Math.max(delay, after * 1000);
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** A write: one attempt, or retries only when the caller gave an idempotency key. */
+  private async write<T>(fn: (client: OpenAI) => Promise<T>, opts: MapOptions, idempotent: boolean): Promise<T> {
+    if (idempotent) return this.read(fn, opts);
+    try {
+      return await fn(this.sdk());
+    } catch (err) {
+      throw this.map(err, opts);
+    }
+  }
+
+  indexChild(childId: string, jobId: string): void {
+    this.childIndex.set(childId, jobId);
+  }
+
+  jobIdOfChild(childId: string): string | undefined {
+    return this.childIndex.get(childId);
+  }
+
+  // ---- finished-job cache --------------------------------------------------------------------------------
+
+  private key(kind: string, id: string) {
+    return `${this.credentialId}\u0000${kind}\u0000${id}`;
+  }
+
+  cachedJob(id: string): RawJob | undefined {
+    return this.upstream.finished?.get(this.key('job', id)) as RawJob | undefined;
+  }
+
+  /** Remember a job if it is finished (it will never change). */
+  noteJob(job: RawJob): RawJob {
+    if (this.upstream.finished && isTerminal(job)) this.upstream.finished.set(this.key('job', job.id), job);
+    return job;
+  }
+
+  /**
+   * `fn`'s result, cached when `job` was already finished when observed (so the data fetched after it is final).
+   */
+  async finishedOr<T extends object>(job: RawJob, kind: string, fn: () => Promise<T>): Promise<T> {
+    const cache = this.upstream.finished;
+    if (!cache || !isTerminal(job)) return fn();
+    const key = this.key(kind, `${job.id}\u0000`);
+    const hit = cache.get(key) as T | undefined;
+    if (hit) return hit;
+    const value = await fn();
+    cache.set(key, value);
+    return value;
+  }
+
+  // ---- jobs ----------------------------------------------------------------------------------------------
+
+  async retrieveJob(id: string): Promise<RawJob> {
+    const hit = this.cachedJob(id);
+    if (hit) return hit;
+    const job = (await this.read((c) => c.fineTuning.jobs.retrieve(id), {
+      resource: `fine-tuning job ${id}`,
+      defaultField: 'id',
+    })) as unknown as RawJob;
+    return this.noteJob(job);
+  }
+
+  async listJobs(params: { after?: string | null; limit: number; metadata?: Record<string, string> | null }) {
+    const page = await this.read(
+      (c) =>
+        c.fineTuning.jobs.list({
+          limit: params.limit,
+          ...(params.after ? { after: params.after } : {}),
+          ...(params.metadata ? { metadata: params.metadata } : {}),
+        }),
+      { defaultField: 'after' },
+    );
+    const data = page.data as unknown as RawJob[];
+    for (const job of data) this.noteJob(job);
+    return { data, has_more: page.has_more } satisfies Page<RawJob>;
+  }
+
+  async listEvents(jobId: string, params: { after?: string | null; limit: number }): Promise<Page<RawEvent>> {
+    const page = await this.read(
+      (c) =>
+        c.fineTuning.jobs.listEvents(jobId, {
+          limit: params.limit,
+          ...(params.after ? { after: params.after } : {}),
+        }),
+      { resource: `fine-tuning job ${jobId}`, defaultField: 'after' },
+    );
+    return { data: page.data as unknown as RawEvent[], has_more: page.has_more };
+  }
+
+  async listCheckpoints(jobId: string, params: { after?: string | null; limit: number }): Promise<Page<RawCheckpoint>> {
+    const page = await this.read(
+      (c) =>
+        c.fineTuning.jobs.checkpoints.list(jobId, {
+          limit: params.limit,
+          ...(params.after ? { after: params.after } : {}),
+        }),
+      { resource: `fine-tuning job ${jobId}`, defaultField: 'after' },
+    );
+    return { data: page.data as unknown as RawCheckpoint[], has_more: page.has_more };
+  }
+
+  async createJob(body: Record<string, unknown>, idempotencyKey?: string | null): Promise<RawJob> {
+    const job = await this.write(
+      (c) =>
+        c.fineTuning.jobs.create(body as never, {
+          ...(idempotencyKey ? { idempotencyKey, maxRetries: 0 } : {}),
+        }),
+      { fieldPrefix: 'input', defaultField: 'input' },
+      Boolean(idempotencyKey),
+    );
+    return this.noteJob(job as unknown as RawJob);
+  }
+
+  async changeJob(action: 'cancel' | 'pause' | 'resume', id: string): Promise<RawJob> {
+    const job = await this.write(
+      (c) => c.fineTuning.jobs[action](id),
+      { resource: `fine-tuning job ${id}`, defaultField: 'id' },
+      false,
+    );
+    return this.noteJob(job as unknown as RawJob);
+  }
+
+  // ---- files ---------------------------------------------------------------------------------------------
+
+  async retrieveFile(id: string): Promise<RawFile> {
+    return (await this.read((c) => c.files.retrieve(id), {
+      resource: `file ${id}`,
+      defaultField: 'id',
+    })) as unknown as RawFile;
+  }
+
+  async listFiles(params: { after?: string | null; limit: number; purpose?: string | null }): Promise<Page<RawFile>> {
+    const page = await this.read(
+      (c) =>
+        c.files.list({
+          limit: params.limit,
+          ...(params.after ? { after: params.after } : {}),
+          ...(params.purpose ? { purpose: params.purpose } : {}),
+        }),
+      { defaultField: 'after' },
+    );
+    return { data: page.data as unknown as RawFile[], has_more: page.has_more };
+  }
+
+  async uploadFile(file: File, purpose: string): Promise<RawFile> {
+    return (await this.write((c) => c.files.create({ file, purpose: purpose as never }), {}, false)) as unknown as RawFile;
+  }
+
+  async deleteFile(id: string): Promise<{ id: string; deleted: boolean }> {
+    return (await this.write((c) => c.files.delete(id), { resource: `file ${id}`, defaultField: 'id' }, false)) as {
+      id: string;
+      deleted: boolean;
+    };
+  }
+
+  async fileContent(id: string): Promise<string> {
+    return this.read(
+      async (c) => {
+        const res = await c.files.content(id);
+        return res.text();
+      },
+      { resource: `file ${id}`, defaultField: 'id' },
+    );
+  }
+}
