@@ -10,6 +10,7 @@ import './enums.js';
 import './types.js';
 import './query.js';
 import './mutation.js';
+import './live.js';
 
 export { builder };
 
