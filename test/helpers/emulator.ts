@@ -279,3 +279,29 @@ export async function uploadTraining(client: OpenAI, content = trainingJsonl(20)
   const file = await client.files.create({ file: await jsonlFile(content, name), purpose: 'fine-tune' });
   return file.id;
 }
+
+/** Await a promise that must fail with an OpenAI API error; returns the error for further checks. */
+export async function expectApiError(
+  promise: Promise<unknown>,
+  expected: { status: number; param?: string | null; code?: string | null; message?: RegExp },
+): Promise<InstanceType<typeof OpenAI.APIError>> {
+  let caught: unknown;
+  try {
+    await promise;
+  } catch (err) {
+    caught = err;
+  }
+  if (!(caught instanceof OpenAI.APIError)) {
+    throw new Error(`expected an API error ${expected.status}, got ${caught === undefined ? 'success' : String(caught)}`);
+  }
+  const err = caught;
+  const problems: string[] = [];
+  if (err.status !== expected.status) problems.push(`status ${err.status} (wanted ${expected.status})`);
+  if (expected.param !== undefined && err.param !== expected.param) problems.push(`param ${err.param} (wanted ${expected.param})`);
+  if (expected.code !== undefined && err.code !== expected.code) problems.push(`code ${err.code} (wanted ${expected.code})`);
+  if (expected.message && !expected.message.test(String((err.error as { message?: string } | undefined)?.message))) {
+    problems.push(`message ${JSON.stringify((err.error as { message?: string } | undefined)?.message)} (wanted ${expected.message})`);
+  }
+  if (problems.length) throw new Error(`unexpected API error: ${problems.join(', ')}: ${err.message}`);
+  return err;
+}
