@@ -62,8 +62,11 @@ export function createJob(ctx: GraphQLContext, input: CreateJobInput): Promise<R
   return ctx.api.createJob(createJobBody(input), input.idempotencyKey);
 }
 
-export function changeJob(ctx: GraphQLContext, action: 'cancel' | 'pause' | 'resume', id: string): Promise<RawJob> {
-  return ctx.api.changeJob(action, id);
+export async function changeJob(ctx: GraphQLContext, action: 'cancel' | 'pause' | 'resume', id: string): Promise<RawJob> {
+  const job = await ctx.api.changeJob(action, id);
+  // Live subscribers of this job get the new state at once, not at the next poll (src/live).
+  ctx.live?.notifyJobChanged(ctx.credential, job);
+  return job;
 }
 
 export function uploadFile(ctx: GraphQLContext, file: File, purpose: string): Promise<RawFile> {
