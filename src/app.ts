@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { getRequestListener } from '@hono/node-server';
-import { GraphQLError } from 'graphql';
+import { GraphQLError } from 'graphql/index.js';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { type Config, describeBackend } from './config.js';
 import { createLogger, type Logger } from './log.js';
@@ -36,6 +36,8 @@ export interface StartOptions {
   plugins?: Plugin<GraphQLContext>[];
   /** Adds request-independent values to every context (e.g. a pubsub). */
   extendContext?: (ctx: GraphQLContext) => void;
+  /** Where logs go (default stdout); tests capture them. */
+  logStream?: NodeJS.WritableStream;
 }
 
 interface EmbeddedService {
@@ -124,7 +126,7 @@ function json(res: ServerResponse, status: number, body: unknown) {
 }
 
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, opts.logStream);
   const embedded = config.backend.kind === 'embedded' ? await startEmbedded(config) : undefined;
 
   const upstream = new Upstream({

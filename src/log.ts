@@ -25,10 +25,11 @@ export const REDACT_PATHS = [
   '*.headers["openai-organization"]',
 ];
 
-export function createLogger(level = process.env.LOG_LEVEL || 'info'): Logger {
-  return pino({
+export function createLogger(level = process.env.LOG_LEVEL || 'info', stream?: NodeJS.WritableStream): Logger {
+  const options = {
     level,
     base: { service: 'finetune-graphql' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-  });
+  };
+  return stream ? pino(options, stream) : pino(options);
 }

@@ -2,7 +2,7 @@
  * The schema: importing a module registers its types on the builder. A new module (e.g. the live-updates
  * subscriptions) adds one import line here.
  */
-import type { GraphQLSchema } from 'graphql';
+import type { GraphQLSchema } from 'graphql/index.js';
 import { builder } from './builder.js';
 import './scalars.js';
 import './errors.js';

@@ -7,7 +7,7 @@
  *
  * Messages are written here or sanitized: the upstream's URL, headers and API key never reach a client.
  */
-import { GraphQLError } from 'graphql';
+import { GraphQLError } from 'graphql/index.js';
 import OpenAI from 'openai';
 
 export type ErrorCode =
@@ -167,6 +167,10 @@ export function mapUpstreamError(err: unknown, opts: MapOptions = {}): Error {
     const body = (err.error ?? {}) as { message?: unknown };
     const raw = typeof body.message === 'string' ? body.message : '';
     const message = sanitizeMessage(raw, secrets);
+    // OpenAI answers 400 `invalid_job_status` for an impossible transition (cancel a finished job, …).
+    if (status === 409 || (status === 400 && err.code === 'invalid_job_status')) {
+      return new ConflictError(message || 'The operation conflicts with the current state.');
+    }
     if (status === 400 || status === 422 || status === 413 || status === 415) {
       const field = fieldFromParam(err.param, opts.fieldPrefix, opts.defaultField ?? 'input');
       return new ValidationError(message || 'The fine-tuning API rejected the input.', field);
@@ -174,7 +178,6 @@ export function mapUpstreamError(err: unknown, opts: MapOptions = {}): Error {
     if (status === 401) return new UnauthenticatedError();
     if (status === 403) return new ForbiddenError();
     if (status === 404) return new NotFoundError(message || `No such ${opts.resource ?? 'object'}.`);
-    if (status === 409) return new ConflictError(message || 'The operation conflicts with the current state.');
     if (status === 429) return new RateLimitedError(retryAfterSeconds(err.headers));
     if (status >= 500 || status === 408) {
       return new UpstreamUnavailableError(`The fine-tuning API failed (HTTP ${status}); try again later.`, status);
