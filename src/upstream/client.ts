@@ -11,7 +11,7 @@ import { LRUCache } from 'lru-cache';
 import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
 import type { Logger } from '../log.js';
-import { isRetryable, mapUpstreamError, type MapOptions, retryAfterSeconds, UnauthenticatedError } from './errors.js';
+import { isRetryable, mapUpstreamError, type MapOptions, retryAfterMs, UnauthenticatedError } from './errors.js';
 import { isTerminal, type Page, type RawCheckpoint, type RawEvent, type RawFile, type RawJob } from './types.js';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -29,7 +29,7 @@ export interface UpstreamOptions {
 }
 
 /** Longest Retry-After a read waits for by itself before reporting RATE_LIMITED to the client. */
-const MAX_RETRY_AFTER_WAIT_S = 1;
+const MAX_RETRY_AFTER_WAIT_MS = 1000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -135,9 +135,9 @@ export class UpstreamApi {
         if (attempt >= this.readRetries || !isRetryable(err)) throw this.map(err, opts);
         let delay = Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
         if (err instanceof OpenAI.APIError && err.status === 429) {
-          const after = retryAfterSeconds(err.headers);
-          if (after > MAX_RETRY_AFTER_WAIT_S) throw this.map(err, opts);
-          delay = Math.max(delay, after * 1000);
+          const after = retryAfterMs(err.headers) ?? delay;
+          if (after > MAX_RETRY_AFTER_WAIT_MS) throw this.map(err, opts);
+          delay = Math.max(delay, after);
         }
         await sleep(delay);
       }

@@ -116,18 +116,24 @@ export function fieldFromParam(param: string | null | undefined, prefix = '', fa
   return prefix ? `${prefix}.${path}` : path;
 }
 
-/** Seconds from Retry-After (seconds or HTTP date) or retry-after-ms; 1 when the upstream gave none. */
-export function retryAfterSeconds(headers: Headers | undefined, now = Date.now()): number {
+/** Milliseconds from retry-after-ms or Retry-After (seconds or HTTP date); undefined when the upstream gave none. */
+export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
   const ms = headers?.get('retry-after-ms');
-  if (ms && Number.isFinite(Number(ms))) return Math.max(0, Math.ceil(Number(ms) / 1000));
+  if (ms && Number.isFinite(Number(ms))) return Math.max(0, Number(ms));
   const value = headers?.get('retry-after');
   if (value) {
     const n = Number(value);
-    if (Number.isFinite(n)) return Math.max(0, Math.ceil(n));
+    if (Number.isFinite(n)) return Math.max(0, n * 1000);
     const date = Date.parse(value);
-    if (!Number.isNaN(date)) return Math.max(0, Math.ceil((date - now) / 1000));
+    if (!Number.isNaN(date)) return Math.max(0, date - now);
   }
-  return 1;
+  return undefined;
+}
+
+/** Whole seconds to wait (for extensions.retryAfter); 1 when the upstream gave none. */
+export function retryAfterSeconds(headers: Headers | undefined, now = Date.now()): number {
+  const ms = retryAfterMs(headers, now);
+  return ms === undefined ? 1 : Math.ceil(ms / 1000);
 }
 
 export interface MapOptions {
