@@ -11,6 +11,8 @@ import { useGraphQlJit } from '@envelop/graphql-jit';
 import { getRequestListener } from '@hono/node-server';
 import { GraphQLError } from 'graphql/index.js';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
 import { type Config, describeBackend } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createContext, type GraphQLContext } from './resolvers/context.js';
@@ -18,6 +20,8 @@ import { EXAMPLES } from './schema/examples.js';
 import { getSchema } from './schema/index.js';
 import { Upstream, type FetchLike } from './upstream/client.js';
 import { sanitizeMessage } from './upstream/errors.js';
+import type { RawEvent, RawJob } from './upstream/types.js';
+import { JobWatchRegistry, liveOptionsFromEnv, type LiveJobs, type LiveOptions } from './live/index.js';
 
 export interface RunningServer {
   /** http://host:port (no trailing slash). */
@@ -28,6 +32,8 @@ export interface RunningServer {
   logger: Logger;
   /** A line for people: where GraphQL is and which backend is used (never the key). */
   startupLine: string;
+  /** Live updates: the shared job pollers behind the subscriptions. */
+  live: LiveJobs<RawJob, RawEvent>;
   close(): Promise<void>;
 }
 
@@ -38,6 +44,8 @@ export interface StartOptions {
   extendContext?: (ctx: GraphQLContext) => void;
   /** Where logs go (default stdout); tests capture them. */
   logStream?: NodeJS.WritableStream;
+  /** Live-updates options, over POLL_INTERVAL_MS / POLL_MAX_BACKOFF_MS from the environment. */
+  live?: Partial<LiveOptions>;
 }
 
 interface EmbeddedService {
@@ -76,6 +84,8 @@ export function createYogaServer(
     graphiql: config.graphiql
       ? {
           title: 'Fine-tuning GraphQL API',
+          // Subscriptions in GraphiQL go over the graphql-ws websocket on /graphql.
+          subscriptionsProtocol: 'WS',
           defaultQuery: EXAMPLES[0]!.query,
           defaultTabs: EXAMPLES.map((e) => ({
             query: e.query,
@@ -143,7 +153,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     logger,
   });
 
-  const yoga = createYogaServer(config, upstream, logger, opts);
+  const live = new JobWatchRegistry<RawJob, RawEvent>({ ...liveOptionsFromEnv(), ...opts.live, logger });
+  const yoga = createYogaServer(config, upstream, logger, {
+    ...opts,
+    extendContext: (ctx) => {
+      ctx.live = live;
+      opts.extendContext?.(ctx);
+    },
+  });
   const v1 = embedded ? getRequestListener((req) => embedded.fetch(req)) : undefined;
 
   const ready = async (res: ServerResponse) => {
@@ -174,6 +191,43 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   };
 
   const httpServer = createServer({ keepAliveTimeout: 65_000 }, handler);
+
+  // graphql-ws (subprotocol graphql-transport-ws) on /graphql of the same server, with yoga's
+  // envelop (context, plugins, masked errors), as in yoga's graphql-ws recipe.
+  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql' });
+  type EnvelopedRoot = { execute: (args: unknown) => unknown; subscribe: (args: unknown) => unknown };
+  const wsHandle = useServer(
+    {
+      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
+      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
+      onSubscribe: async (ctx, _id, params) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+        });
+        let document;
+        try {
+          document = parse(params.query);
+        } catch (err) {
+          if (err instanceof GraphQLError) return [err];
+          throw err;
+        }
+        const errors = validate(schema, document);
+        if (errors.length > 0) return errors;
+        return {
+          schema,
+          operationName: params.operationName,
+          document,
+          variableValues: params.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+      },
+    },
+    wsServer,
+  );
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(config.port, config.host, () => {
@@ -194,9 +248,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     upstream,
     logger,
     startupLine,
+    live,
     async close() {
       if (closed) return;
       closed = true;
+      // Websocket clients are told 1001 (going away) and can reconnect elsewhere; then the pollers stop.
+      await wsHandle.dispose();
+      await live.close();
       await new Promise<void>((resolve) => {
         httpServer.close(() => resolve());
         httpServer.closeAllConnections();
