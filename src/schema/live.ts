@@ -9,6 +9,7 @@ import { expectId } from '../resolvers/ids.js';
 import type { UpstreamApi } from '../upstream/client.js';
 import type { RawEvent, RawJob } from '../upstream/types.js';
 import { ApiError, UnauthenticatedError, ValidationError } from '../upstream/errors.js';
+import type { GraphQLResolveInfo } from 'graphql/index.js';
 import { builder } from './builder.js';
 import { EventRef, JobRef } from './types.js';
 
@@ -38,6 +39,25 @@ function scopeOf(ctx: GraphQLContext): { live: LiveJobs<RawJob, RawEvent>; scope
   return { live: ctx.live, scope: { credential: ctx.credential, upstream } };
 }
 
+/**
+ * The field's own argument values, read from the operation. graphql-jit (used by this server)
+ * passes the operation's *variables* as a subscribe resolver's `args` (graphql-jit issue #183),
+ * which breaks literal arguments and renamed variables; reading the AST works with and without it.
+ * Only ID/String arguments are needed here.
+ */
+function fieldArgs(info: GraphQLResolveInfo): Record<string, string | null | undefined> {
+  const out: Record<string, string | null | undefined> = {};
+  for (const arg of info.fieldNodes[0]?.arguments ?? []) {
+    const v = arg.value;
+    if (v.kind === 'Variable') {
+      const value = info.variableValues[v.name.value];
+      out[arg.name.value] = value == null ? (value as null | undefined) : String(value);
+    } else if (v.kind === 'StringValue' || v.kind === 'IntValue') out[arg.name.value] = v.value;
+    else if (v.kind === 'NullValue') out[arg.name.value] = null;
+  }
+  return out;
+}
+
 /** A stream item that is a failure becomes this event's GraphQL error; the stream then completes. */
 function unwrap<T>(payload: T | LiveFailure): T {
   if (isLiveFailure(payload)) throw payload.toGraphQLError();
@@ -56,9 +76,10 @@ builder.subscriptionType({
         jobId: t.arg.id({ required: true, description: 'The job (ftjob-…).' }),
         after: t.arg.id({ required: false, description: 'The id of the last event the client has (ftevent-…).' }),
       },
-      subscribe: (_root, args, ctx) => {
-        const jobId = expectId(String(args.jobId), 'FineTuningJob', 'jobId');
-        const after = args.after == null ? null : String(args.after);
+      subscribe: (_root, _args, ctx, info) => {
+        const args = fieldArgs(info);
+        const jobId = expectId(String(args.jobId ?? ''), 'FineTuningJob', 'jobId');
+        const after = args.after ?? null;
         if (after !== null && (after.length === 0 || after.length > 200 || !/^[A-Za-z0-9_\-:.]+$/.test(after))) {
           throw new ValidationError(`"${after.slice(0, 80)}" is not an event id.`, 'after');
         }
@@ -74,8 +95,8 @@ builder.subscriptionType({
       args: {
         id: t.arg.id({ required: true, description: 'The job (ftjob-…).' }),
       },
-      subscribe: (_root, args, ctx) => {
-        const jobId = expectId(String(args.id), 'FineTuningJob', 'id');
+      subscribe: (_root, _args, ctx, info) => {
+        const jobId = expectId(String(fieldArgs(info).id ?? ''), 'FineTuningJob', 'id');
         const { live, scope } = scopeOf(ctx);
         return live.jobUpdates(scope, jobId);
       },
