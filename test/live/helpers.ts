@@ -1,0 +1,275 @@
+/**
+ * Helpers for the live-updates tests: a local fine-tuning service that can be stopped and
+ * restarted on the same port and database, the GraphQL server pointed at it with a small poll
+ * interval, and clients for graphql-ws (the `ws` package) and GraphQL over SSE (fetch).
+ */
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { getRequestListener } from '@hono/node-server';
+import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
+import OpenAI from 'openai';
+import WebSocket from 'ws';
+import { startServer, type RunningServer } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createEmulator, type Emulator, type RequestInfo } from '../../src/emulator/index.js';
+import type { LiveOptions } from '../../src/live/index.js';
+import { trainingJsonl, uploadTraining } from '../helpers/emulator.js';
+
+export const KEY = 'sk-test-live';
+export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface Upstream {
+  url: string;
+  baseURL: string;
+  port: number;
+  /** Every request the service answered, across restarts (its onRequest hook). */
+  requests: (RequestInfo & { at: number })[];
+  emulator(): Emulator;
+  client(key?: string): OpenAI;
+  /** Closes the listener (dropping open connections) and the service; the database file stays. */
+  stop(): Promise<void>;
+  /** Starts the service again on the same database and port. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The local fine-tuning service on 127.0.0.1, with its database in a temp file so that it survives a restart. */
+export async function startUpstream(opts: { stepMs: number }): Promise<Upstream> {
+  const dir = mkdtempSync(join(tmpdir(), 'live-upstream-'));
+  const dbPath = join(dir, 'emulator.db');
+  const requests: Upstream['requests'] = [];
+  let emulator: Emulator;
+  let server: Server;
+  let port = 0;
+  let running = false;
+
+  const start = async () => {
+    emulator = createEmulator({
+      dbPath,
+      stepMs: opts.stepMs,
+      onRequest: (info) => requests.push({ ...info, at: Date.now() }),
+    });
+    server = createServer(getRequestListener(emulator.fetch));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    port = (server.address() as AddressInfo).port;
+    emulator.start();
+    running = true;
+  };
+  const stop = async () => {
+    if (!running) return;
+    running = false;
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await emulator.close();
+  };
+  await start();
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    baseURL: `${url}/v1`,
+    port,
+    requests,
+    emulator: () => emulator,
+    client: (key = KEY) => new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, timeout: 20_000 }),
+    stop,
+    restart: start,
+    async close() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Upstream polls of one job (retrieve and events pages) among the recorded requests. */
+export function pollsOf(up: Upstream, jobId: string, since = 0) {
+  const prefix = `/v1/fine_tuning/jobs/${jobId}`;
+  const mine = up.requests.filter((r) => r.at >= since && r.method === 'GET' && r.path.startsWith(prefix));
+  return {
+    retrieves: mine.filter((r) => r.path === prefix).length,
+    events: mine.filter((r) => r.path === `${prefix}/events`).length,
+    total: mine.length,
+  };
+}
+
+export interface Gateway extends RunningServer {
+  httpUrl: string;
+  wsUrl: string;
+  logs(): string;
+  gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<ExecutionResult<T>>;
+}
+
+/** The GraphQL server, pointed at `up`, with live options for the test. */
+export async function startGateway(up: Upstream, live: Partial<LiveOptions>, env: Record<string, string> = {}): Promise<Gateway> {
+  const config = loadConfig({
+    OPENAI_BASE_URL: up.baseURL,
+    OPENAI_API_KEY: KEY,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
+  let logText = '';
+  const logStream = new Writable({
+    write(chunk, _enc, cb) {
+      logText += chunk.toString();
+      cb();
+    },
+  });
+  const server = await startServer(config, { logStream, live });
+  return {
+    ...server,
+    httpUrl: `${server.url}/graphql`,
+    wsUrl: `${server.url.replace(/^http/, 'ws')}/graphql`,
+    logs: () => logText,
+    async gql(query, variables) {
+      const res = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+        body: JSON.stringify({ query, variables }),
+      });
+      return (await res.json()) as ExecutionResult<any>;
+    },
+  };
+}
+
+export function wsClient(gw: Gateway): Client {
+  return createClient({ url: gw.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
+}
+
+export interface Collected<T> {
+  items: T[];
+  errors: unknown[];
+  /** Resolves when the stream completes (or errors). */
+  done: Promise<void>;
+  completed: boolean;
+  /** Ends the subscription from the client side. */
+  stop(): void;
+}
+
+/** Subscribes over graphql-ws and collects the `field` of each payload. */
+export function collectWs<T = any>(client: Client, query: string, variables: Record<string, unknown>, field: string): Collected<T> {
+  const out: Collected<T> = { items: [], errors: [], completed: false, done: Promise.resolve(), stop: () => {} };
+  out.done = new Promise<void>((resolve) => {
+    out.stop = client.subscribe<Record<string, T>>(
+      { query, variables },
+      {
+        next: (r) => {
+          if (r.errors?.length) out.errors.push(...r.errors);
+          const v = r.data?.[field];
+          if (v !== undefined && v !== null) out.items.push(v);
+        },
+        error: (e) => {
+          out.errors.push(e);
+          resolve();
+        },
+        complete: () => {
+          out.completed = true;
+          resolve();
+        },
+      },
+    );
+  });
+  return out;
+}
+
+/** Subscribes over GraphQL over SSE (yoga's distinct-connections mode: POST with Accept: text/event-stream). */
+export function collectSse<T = any>(gw: Gateway, query: string, variables: Record<string, unknown>, field: string): Collected<T> & { controller: AbortController } {
+  const controller = new AbortController();
+  const out: Collected<T> & { controller: AbortController } = {
+    items: [],
+    errors: [],
+    completed: false,
+    done: Promise.resolve(),
+    stop: () => controller.abort(),
+    controller,
+  };
+  out.done = (async () => {
+    try {
+      const res = await fetch(gw.httpUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ query, variables }),
+        signal: controller.signal,
+      });
+      if (!res.ok || !res.body) throw new Error(`SSE request failed: ${res.status}`);
+      const decoder = new TextDecoder();
+      let buffer = '';
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let cut: number;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (event === 'complete') {
+            out.completed = true;
+            return;
+          }
+          if (event === 'next' && data.length) {
+            const r = JSON.parse(data.join('\n')) as ExecutionResult<Record<string, T>>;
+            if (r.errors?.length) out.errors.push(...r.errors);
+            const v = r.data?.[field];
+            if (v !== undefined && v !== null) out.items.push(v);
+          }
+        }
+      }
+    } catch (err) {
+      if ((err as Error).name !== 'AbortError') out.errors.push(err);
+    }
+  })();
+  return out;
+}
+
+/** Uploads a training file and creates a job on the upstream directly (the SDK, not our API). */
+export async function createJob(up: Upstream, nEpochs = 2, examples = 20): Promise<string> {
+  const client = up.client();
+  const file = await uploadTraining(client, trainingJsonl(examples));
+  const job = await client.fineTuning.jobs.create({
+    model: 'gpt-4o-mini-2024-07-18',
+    training_file: file,
+    hyperparameters: { n_epochs: nEpochs },
+  });
+  return job.id;
+}
+
+/** Every event of the job from the REST API (the SDK walking all pages), oldest first. */
+export async function restEvents(up: Upstream, jobId: string) {
+  const all = [];
+  for await (const e of up.client().fineTuning.jobs.listEvents(jobId, { limit: 100 })) all.push(e);
+  return all.reverse();
+}
+
+export async function waitUntil<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 20_000, stepMs = 10): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(stepMs);
+  }
+}
+
+export const EVENTS_SUB = /* GraphQL */ `
+  subscription Events($jobId: ID!, $after: ID) {
+    fineTuningJobEvents(jobId: $jobId, after: $after) { id createdAt level message type data }
+  }
+`;
+
+export const JOB_SUB = /* GraphQL */ `
+  subscription Job($id: ID!) {
+    fineTuningJobUpdated(id: $id) { id status trainedTokens fineTunedModel estimatedFinish finishedAt }
+  }
+`;
