@@ -37,6 +37,8 @@ export interface Config {
   finishedJobCacheSize: number;
   /** Use graphql-jit to execute operations. */
   jit: boolean;
+  /** Serve non-browser JSON POSTs without yoga's Fetch-API layer (same envelop plugins). */
+  fastPath: boolean;
   logLevel: string;
   graphiql: boolean;
 }
@@ -83,6 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     finishedJobCacheSize: int(env.FINISHED_JOB_CACHE_SIZE, 1000, 'FINISHED_JOB_CACHE_SIZE'),
     jit: env.GRAPHQL_JIT !== '0',
+    fastPath: env.GRAPHQL_FAST_PATH !== '0',
     logLevel: env.LOG_LEVEL || 'info',
     graphiql: env.GRAPHIQL !== '0',
   };
