@@ -8,8 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import OpenAI from 'openai';
-import { Agent, fetch as undiciFetch, request as undiciRequest } from 'undici';
+import OpenAI, { toFile } from 'openai';
+import { Agent, request as undiciRequest } from 'undici';
 import type { Logger } from '../log.js';
 import { isRetryable, mapUpstreamError, type MapOptions, retryAfterMs, UnauthenticatedError } from './errors.js';
 import { isTerminal, type Page, type RawCheckpoint, type RawEvent, type RawFile, type RawJob } from './types.js';
@@ -47,19 +47,27 @@ function headersObject(h: RequestInit['headers']): Record<string, string> {
 /**
  * A fetch for the SDK over undici's `request` on a keep-alive pool: several times cheaper per call than
  * WHATWG fetch, which matters because every GraphQL request on a live job makes at least one upstream call.
- * Bodies other than strings/bytes (multipart uploads) go through undici's fetch on the same pool.
+ * Bodies other than strings/bytes (multipart uploads) are encoded by the platform's Response first.
  */
 function pooledFetch(agent: Agent): FetchLike {
   return async (input, init = {}) => {
-    const body = init.body;
+    let body = init.body as BodyInit | null | undefined;
+    const headers = headersObject(init.headers);
     if (body != null && typeof body !== 'string' && !(body instanceof Uint8Array)) {
-      return undiciFetch(input as never, { ...(init as object), dispatcher: agent } as never) as unknown as Response;
+      // FormData (uploads), Blob, streams: serialized by the platform's own Response (same realm as the SDK's FormData).
+      const encoded = new Response(body);
+      const type = encoded.headers.get('content-type');
+      if (type) {
+        for (const k of Object.keys(headers)) if (k.toLowerCase() === 'content-type') delete headers[k];
+        headers['content-type'] = type;
+      }
+      body = Buffer.from(await encoded.arrayBuffer());
     }
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     const res = await undiciRequest(url, {
       dispatcher: agent,
       method: (init.method ?? 'GET') as 'GET',
-      headers: headersObject(init.headers),
+      headers,
       body: body as string | Uint8Array | undefined,
       signal: init.signal ?? undefined,
     });
@@ -358,7 +366,8 @@ export class UpstreamApi {
     const job = await this.write(
       (c) =>
         c.fineTuning.jobs.create(body as never, {
-          ...(idempotencyKey ? { idempotencyKey, maxRetries: 0 } : {}),
+          // The OpenAI client does not send the SDK's idempotencyKey option, so the header is set here.
+          ...(idempotencyKey ? { headers: { 'Idempotency-Key': idempotencyKey } } : {}),
         }),
       { fieldPrefix: 'input', defaultField: 'input' },
       Boolean(idempotencyKey),
@@ -398,7 +407,11 @@ export class UpstreamApi {
   }
 
   async uploadFile(file: File, purpose: string): Promise<RawFile> {
-    return (await this.write((c) => c.files.create({ file, purpose: purpose as never }), {}, false)) as unknown as RawFile;
+    // The multipart part arrives as the server's File ponyfill; the SDK wants its own file-like object.
+    const upload = await toFile(Buffer.from(await file.arrayBuffer()), file.name || 'upload', {
+      type: file.type || 'application/octet-stream',
+    });
+    return (await this.write((c) => c.files.create({ file: upload, purpose: purpose as never }), { defaultField: 'file' }, false)) as unknown as RawFile;
   }
 
   async deleteFile(id: string): Promise<{ id: string; deleted: boolean }> {
