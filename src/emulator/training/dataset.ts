@@ -84,6 +84,7 @@ function checkNoSpecial(s: string, where: string): void {
 }
 
 function checkString(v: unknown, where: string, opts: { nonEmpty?: boolean } = {}): string {
+  if (v === undefined) fail(`${where} is missing`);
   if (typeof v !== 'string') fail(`${where} must be a string, got ${kind(v)}`);
   if (opts.nonEmpty && v.length === 0) fail(`${where} must not be empty`);
   checkNoSpecial(v, where);
@@ -183,7 +184,7 @@ function checkMessage(m: unknown, where: string, allowWeight: boolean): { role: 
   const hasRefusal = typeof m.refusal === 'string';
   if ('name' in m) checkString(m.name, `${where}.name`, { nonEmpty: true });
   if (r === 'assistant') {
-    if ('weight' in m && m.weight !== 0 && m.weight !== 1) fail(`${where}.weight must be 0 or 1, got ${show(m.weight)}`);
+    if ('weight' in m && m.weight !== 0 && m.weight !== 1) fail(`${where}.weight must be 0 or 1, got ${show(JSON.stringify(m.weight))}`);
     if (hasCall) checkFunctionCall(m.function_call, `${where}.function_call`);
     if (hasTools) checkToolCalls(m.tool_calls, `${where}.tool_calls`);
     if ('refusal' in m && m.refusal !== null) checkString(m.refusal, `${where}.refusal`);

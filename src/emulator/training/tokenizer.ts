@@ -47,43 +47,29 @@ function isSpace(c: number): boolean {
 
 const WORDISH = /[\p{L}\p{N}]/u;
 
-/** Split points [0, a, b, …, text.length] as described above. */
-function segments(text: string): number[] {
-  const cuts = [0];
-  if (text.length <= SOFT_CUT) {
-    cuts.push(text.length);
-    return cuts;
-  }
-  let start = 0;
+/** The end of the segment that starts at `start` (see above). */
+function nextCut(text: string, start: number): number {
+  if (text.length - start <= SOFT_CUT) return text.length;
   let lastNatural = -1;
-  for (let i = 1; i < text.length - 1; i++) {
+  for (let i = start + 1; i < text.length - 1; i++) {
     if (
       text.charCodeAt(i) === 32 &&
       !isSpace(text.charCodeAt(i - 1)) &&
       WORDISH.test(text[i + 1]) &&
-      // not inside a surrogate pair
+      // not right after the first half of a surrogate pair
       !(text.charCodeAt(i - 1) >= 0xd800 && text.charCodeAt(i - 1) <= 0xdbff)
     ) {
+      if (i - start >= SOFT_CUT) return i;
       lastNatural = i;
-      if (i - start >= SOFT_CUT) {
-        cuts.push(i);
-        start = i;
-        continue;
-      }
     }
     if (i - Math.max(start, lastNatural) >= HARD_CUT) {
-      // Hard cut, avoiding the middle of a surrogate pair.
-      let cut = i;
-      const code = text.charCodeAt(cut - 1);
-      if (code >= 0xd800 && code <= 0xdbff) cut += 1;
-      cuts.push(cut);
-      start = cut;
-      lastNatural = -1;
-      i = cut;
+      // A run without a natural boundary: cut it hard, unless a natural boundary came earlier in this segment.
+      if (lastNatural > start) return lastNatural;
+      const code = text.charCodeAt(i - 1);
+      return code >= 0xd800 && code <= 0xdbff ? i + 1 : i;
     }
   }
-  if (start < text.length) cuts.push(text.length);
-  return cuts;
+  return text.length;
 }
 
 type Api = typeof o200k;
@@ -102,10 +88,11 @@ function makeEncoder(name: EncodingName, api: Api): Encoder {
     encode: enc,
     encodeInto(text, out, budget) {
       if (text.length === 0) return 0;
-      const cuts = segments(text);
       let n = 0;
-      for (let s = 0; s + 1 < cuts.length; s++) {
-        const toks = enc(text.slice(cuts[s], cuts[s + 1]));
+      for (let from = 0; from < text.length; ) {
+        const to = nextCut(text, from);
+        const toks = enc(text.slice(from, to));
+        from = to;
         const room = budget - n;
         if (toks.length > room) {
           for (let k = 0; k < room; k++) out.push(toks[k]);
