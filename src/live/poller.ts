@@ -176,6 +176,7 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
         this.dueTick = false;
         this.skipRetrieve = false;
         const replays = this.pendingReplays.splice(0);
+        const startedAt = Date.now();
         try {
           if (retrieve) {
             const epoch = this.notifyEpoch;
@@ -186,7 +187,7 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
           await this.walk(replays);
           if (this.isFinished) return;
           this.failures = 0;
-          if (tick) this.afterTick();
+          if (tick) this.afterTick(startedAt);
         } catch (err) {
           if (this.isFinished) return;
           this.pendingReplays.unshift(...replays);
@@ -199,21 +200,27 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     }
   }
 
-  /** Decides what follows a successful tick: the next poll, a last sweep, or the end. */
-  private afterTick(): void {
+  /**
+   * Decides what follows a successful tick: the next poll, a last sweep, or the end. Fixed rate:
+   * the next tick starts one interval after this one started (not after it ended), so a job costs
+   * exactly one poll per interval however long a walk or the fan-out takes.
+   */
+  private afterTick(startedAt: number): void {
+    const elapsed = Date.now() - startedAt;
     const status = this.job?.status;
     if (isTerminal(status)) {
       if (this.sawActive && !this.finalSweepDone) {
         // Events of the last moments may be written just after the status: look once more.
         this.finalSweepDone = true;
-        this.schedule(this.opts.pollIntervalMs);
+        this.schedule(Math.max(0, this.opts.pollIntervalMs - elapsed));
       } else {
         this.ending = true;
       }
       return;
     }
     const slow = status !== undefined && SLOW_STATUSES.has(status);
-    this.schedule(slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs);
+    const interval = slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs;
+    this.schedule(Math.max(0, interval - elapsed));
   }
 
   private onError(err: unknown): void {

@@ -100,19 +100,40 @@ describe('fineTuningJobEvents', () => {
     await client.dispose();
   });
 
-  it('with `after` mid-run, replays the gap then continues live without a repeat', async () => {
-    const jobId = await createJob(up, 2);
-    // Wait until training produced a few events, then join from an early one.
-    const early = await waitUntil(async () => {
-      const evs = await restEvents(up, jobId);
-      return evs.length >= 8 && evs;
-    }, 30_000, 30);
+  it('with `after` mid-run, replays the gap then continues live without a repeat, beside live subscribers', async () => {
+    const jobId = await createJob(up, 3);
     const client = wsClient(gw);
-    const ws = collectWs<Ev>(client, EVENTS_SUB, { jobId, after: early[2]!.id }, 'fineTuningJobEvents');
-    await ws.done;
-    const rest = await restEvents(up, jobId);
-    expect(ws.items.map((e) => e.id)).toEqual(rest.slice(3).map((e) => e.id));
-    expect(ws.completed).toBe(true);
+    // Subscribers without `after` hold the job's poller (and its cursor) from the start, so the
+    // late subscribers' replay walks overlap events that the poller publishes live at the same time.
+    const live = collectWs<Ev>(client, EVENTS_SUB, { jobId }, 'fineTuningJobEvents');
+    const liveSse = collectSse<Ev>(gw, EVENTS_SUB, { jobId }, 'fineTuningJobEvents');
+    const late: ReturnType<typeof collectWs<Ev>>[] = [];
+    const afters: number[] = [];
+    // Join from an early event several times while training runs.
+    for (let round = 0; round < 4; round++) {
+      const evs = await waitUntil(async () => {
+        const e = await restEvents(up, jobId);
+        return e.length >= 8 + round * 12 && e;
+      }, 30_000, 15);
+      const k = 2 + round;
+      afters.push(k);
+      late.push(collectWs<Ev>(client, EVENTS_SUB, { jobId, after: evs[k]!.id }, 'fineTuningJobEvents'));
+      late.push(collectWs<Ev>(wsClient(gw), EVENTS_SUB, { jobId, after: evs[k]!.id }, 'fineTuningJobEvents'));
+      afters.push(k);
+    }
+    await Promise.all([live.done, liveSse.done, ...late.map((l) => l.done)]);
+    const rest = (await restEvents(up, jobId)).map((e) => e.id);
+    late.forEach((l, i) => {
+      expect(l.errors).toEqual([]);
+      expect(l.completed).toBe(true);
+      expect(l.items.map((e) => e.id)).toEqual(rest.slice(afters[i]! + 1));
+    });
+    // The live subscribers got a contiguous run of the newest events, each once.
+    for (const l of [live, liveSse]) {
+      const ids = l.items.map((e) => e.id);
+      expect(ids.length).toBeGreaterThan(rest.length / 2);
+      expect(ids).toEqual(rest.slice(rest.length - ids.length));
+    }
     await client.dispose();
   });
 
