@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import OpenAI, { toFile } from 'openai';
-import { Agent, request as undiciRequest } from 'undici';
+import { Agent } from 'undici';
 import type { Logger } from '../log.js';
 import { isRetryable, mapUpstreamError, type MapOptions, retryAfterMs, UnauthenticatedError } from './errors.js';
 import { isTerminal, type Page, type RawCheckpoint, type RawEvent, type RawFile, type RawJob } from './types.js';
@@ -64,8 +64,11 @@ function pooledFetch(agent: Agent): FetchLike {
       body = Buffer.from(await encoded.arrayBuffer());
     }
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const res = await undiciRequest(url, {
-      dispatcher: agent,
+    // Split origin and path without a URL parse (the SDK builds absolute http(s) URLs).
+    const slash = url.indexOf('/', url.indexOf('//') + 2);
+    const res = await agent.request({
+      origin: slash === -1 ? url : url.slice(0, slash),
+      path: slash === -1 ? '/' : url.slice(slash),
       method: (init.method ?? 'GET') as 'GET',
       headers,
       body: body as string | Uint8Array | undefined,
