@@ -4,6 +4,7 @@ import { ApiError, badRequest } from './errors.js';
 import type { Scheduler } from './scheduler.js';
 import type { ResolvedOptions } from './options.js';
 import type { Store } from './store.js';
+import type { ModelSupport } from './validate-create-job.js';
 
 export interface EmulatorEnv extends Env {
   Variables: { orgId: string };
@@ -13,7 +14,7 @@ export interface RouteDeps {
   store: Store;
   scheduler: Scheduler;
   opts: ResolvedOptions;
-  isSupportedModel: (model: string) => boolean;
+  models: ModelSupport;
 }
 
 /**

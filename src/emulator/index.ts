@@ -66,7 +66,12 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
   });
   app.use('/v1/*', authMiddleware());
 
-  const deps = { store, scheduler, opts, isSupportedModel: training.isSupportedModel };
+  const deps = {
+    store,
+    scheduler,
+    opts,
+    models: { isSupportedModel: training.isSupportedModel, supportsMethod: training.supportsMethod },
+  };
   fileRoutes(app, deps);
   jobRoutes(app, deps);
 

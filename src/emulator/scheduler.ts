@@ -24,7 +24,8 @@ import type {
 
 /** The data side, as the scheduler uses it (src/emulator/training/index.ts). */
 export interface TrainingApi {
-  prepareDataset(content: string, opts: PrepareOptions): DatasetResult;
+  /** Yields to the event loop while it works, so that a large file does not stall the server. */
+  prepareDatasetAsync(content: string, opts: PrepareOptions): Promise<DatasetResult>;
   planTraining(examples: TokenizedExample[], requested: RequestedHyperparameters, method: FineTuneMethodType): TrainingPlan;
   createTrainer(train: TokenizedExample[], valid: TokenizedExample[] | null, plan: TrainingPlan, seed: number): Trainer;
 }
@@ -171,18 +172,16 @@ export class Scheduler {
     return a;
   }
 
-  private later(jobId: string, ms: number, fn: () => void): void {
+  private later(jobId: string, ms: number, fn: () => void | Promise<void>): void {
     if (this.closed) return;
     const a = this.entry(jobId);
     if (a.timer) clearTimeout(a.timer);
     a.timer = setTimeout(() => {
       a.timer = undefined;
       if (this.closed) return;
-      try {
-        fn();
-      } catch (err) {
-        this.unexpected(jobId, err);
-      }
+      Promise.resolve()
+        .then(fn)
+        .catch((err) => this.unexpected(jobId, err));
     }, ms);
     a.timer.unref();
   }
@@ -231,9 +230,10 @@ export class Scheduler {
   }
 
   /** Tokenize and check one file; returns the examples and warnings or the job error. */
-  private prepare(job: JobRow, role: 'training_file' | 'validation_file'):
-    | { ok: true; examples: TokenizedExample[]; warnings: string[] }
-    | { ok: false; error: JobError } {
+  private async prepare(
+    job: JobRow,
+    role: 'training_file' | 'validation_file',
+  ): Promise<{ ok: true; examples: TokenizedExample[]; warnings: string[] } | { ok: false; error: JobError }> {
     const fileId = role === 'training_file' ? job.training_file : job.validation_file!;
     const content = this.store.getFileContent(job.org_id, fileId);
     const kind = role === 'training_file' ? 'training' : 'validation';
@@ -247,7 +247,7 @@ export class Scheduler {
         },
       };
     }
-    const r = this.training.prepareDataset(content.toString('utf8'), { model: job.model, method: job.method, role });
+    const r = await this.training.prepareDatasetAsync(content.toString('utf8'), { model: job.model, method: job.method, role });
     if (!r.ok) {
       const message = /^The job failed/.test(r.message)
         ? r.message
@@ -257,14 +257,23 @@ export class Scheduler {
     return { ok: true, examples: r.examples, warnings: r.warnings.map((w) => w.message) };
   }
 
-  private validate(jobId: string): void {
+  /** True when the job is still in `status` (it may have been cancelled while we were awaiting). */
+  private still(jobId: string, status: JobStatus): JobRow | undefined {
+    if (this.closed) return undefined;
     const job = this.store.getJobById(jobId);
-    if (!job || job.status !== 'validating_files') return;
-    const train = this.prepare(job, 'training_file');
+    return job && job.status === status ? job : undefined;
+  }
+
+  private async validate(jobId: string): Promise<void> {
+    const job = this.still(jobId, 'validating_files');
+    if (!job) return;
+    const train = await this.prepare(job, 'training_file');
+    if (!this.still(jobId, 'validating_files')) return;
     if (!train.ok) return this.fail(jobId, train.error);
     let valid: { examples: TokenizedExample[]; warnings: string[] } | null = null;
     if (job.validation_file) {
-      const v = this.prepare(job, 'validation_file');
+      const v = await this.prepare(job, 'validation_file');
+      if (!this.still(jobId, 'validating_files')) return;
       if (!v.ok) return this.fail(jobId, v.error);
       valid = v;
     }
@@ -281,45 +290,50 @@ export class Scheduler {
     this.later(jobId, this.opts.queueMs, () => this.beginRunning(jobId));
   }
 
-  /** The examples of a job, prepared again when this process has not got them (restart, or resumed job). */
-  private examplesFor(job: JobRow): { train: TokenizedExample[]; valid: TokenizedExample[] | null } {
+  /**
+   * Make sure this process has the job's examples (prepared again after a restart, or for a job that
+   * was paused before one). A file that no longer validates fails the job.
+   */
+  private async ensureExamples(job: JobRow): Promise<void> {
     const a = this.entry(job.id);
-    if (!a.train) {
-      const train = this.prepare(job, 'training_file');
-      if (!train.ok) throw new JobFailure(train.error);
-      let valid: TokenizedExample[] | null = null;
-      if (job.validation_file) {
-        const v = this.prepare(job, 'validation_file');
-        if (!v.ok) throw new JobFailure(v.error);
-        valid = v.examples;
-      }
-      a.train = train.examples;
-      a.valid = valid;
+    if (a.train) return;
+    const train = await this.prepare(job, 'training_file');
+    if (!train.ok) throw new JobFailure(train.error);
+    let valid: TokenizedExample[] | null = null;
+    if (job.validation_file) {
+      const v = await this.prepare(job, 'validation_file');
+      if (!v.ok) throw new JobFailure(v.error);
+      valid = v.examples;
     }
-    return { train: a.train, valid: a.valid ?? null };
+    a.train = train.examples;
+    a.valid = valid;
   }
 
   /** A trainer positioned at the job's last recorded step. */
   private trainerFor(job: JobRow): Trainer {
     const a = this.entry(job.id);
     if (a.trainer && a.trainer.stepsDone === job.current_step) return a.trainer;
-    const { train, valid } = this.examplesFor(job);
-    const trainer = this.training.createTrainer(train, valid, job.plan!, job.seed);
+    if (!a.train) throw new Error(`examples of ${job.id} are not prepared`);
+    const trainer = this.training.createTrainer(a.train, a.valid ?? null, job.plan!, job.seed);
     if (job.current_step > 0) trainer.fastForward(job.current_step);
     a.trainer = trainer;
     return trainer;
   }
 
-  private beginRunning(jobId: string): void {
-    const job = this.store.getJobById(jobId);
-    if (!job || job.status !== 'queued') return;
-    const { train } = this.examplesFor(job);
+  private async beginRunning(jobId: string): Promise<void> {
+    let job = this.still(jobId, 'queued');
+    if (!job) return;
+    await this.ensureExamples(job);
+    job = this.still(jobId, 'queued');
+    if (!job) return;
+    const train = this.entry(jobId).train!;
     if (job.plan) {
       // Resumed after a pause: continue from the recorded step.
+      const { current_step: step, plan } = job;
       this.trainerFor(job);
       this.store.tx(() => {
         this.store.updateJob(jobId, { status: 'running' });
-        this.event(jobId, 'info', `Fine-tuning job resumed at step ${job.current_step}/${job.plan!.totalSteps}`);
+        this.event(jobId, 'info', `Fine-tuning job resumed at step ${step}/${plan.totalSteps}`);
       });
     } else {
       const plan = this.training.planTraining(train, job.requested, job.method);
@@ -336,9 +350,15 @@ export class Scheduler {
     return `ft:${job.model}:${job.org_id}:${job.suffix ?? ''}:${tag}`;
   }
 
-  private step(jobId: string): void {
-    const job = this.store.getJobById(jobId);
-    if (!job || job.status !== 'running' || !job.plan) return;
+  private async step(jobId: string): Promise<void> {
+    let job = this.still(jobId, 'running');
+    if (!job?.plan) return;
+    if (!this.entry(jobId).train) {
+      // First step after a restart: prepare the data again, then fast-forward the trainer (trainerFor).
+      await this.ensureExamples(job);
+      job = this.still(jobId, 'running');
+      if (!job?.plan) return;
+    }
     const plan = job.plan;
     if (job.current_step >= plan.totalSteps) return; // finished in a previous transaction
     const trainer = this.trainerFor(job);

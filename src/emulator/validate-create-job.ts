@@ -301,14 +301,19 @@ function mergeHyperparameters(
   return merged;
 }
 
-export function validateCreateJob(body: unknown, isSupportedModel: (model: string) => boolean): CreateJobInput {
+export interface ModelSupport {
+  isSupportedModel(model: string): boolean;
+  supportsMethod(model: string, method: FineTuneMethodType): boolean;
+}
+
+export function validateCreateJob(body: unknown, models: ModelSupport): CreateJobInput {
   if (!isObject(body)) {
     throw new ApiError(400, 'The request body must be a JSON object.', 'invalid_request_error', null, 'invalid_json');
   }
   for (const key of Object.keys(body)) if (!KNOWN_FIELDS.has(key)) throw unknownParameter(key);
 
   const model = requireString(body, 'model');
-  if (!isSupportedModel(model)) {
+  if (!models.isSupportedModel(model)) {
     throw badRequest(`Model ${model} is not available for fine-tuning or does not exist.`, 'model', 'model_not_available');
   }
   const training_file = requireString(body, 'training_file');
@@ -323,6 +328,13 @@ export function validateCreateJob(body: unknown, isSupportedModel: (model: strin
   const topLevel = parseHyperparameters(body.hyperparameters, 'hyperparameters', false);
   const method = parseMethod(body.method);
   const methodType = method?.type ?? 'supervised';
+  if (!models.supportsMethod(model, methodType)) {
+    throw badRequest(
+      `Model ${model} does not support the '${methodType}' method. DPO is available for the gpt-4o and gpt-4.1 families.`,
+      'method.type',
+      'invalid_value',
+    );
+  }
   const requested = mergeHyperparameters(topLevel, method?.hyperparameters ?? {}, methodType);
 
   return {

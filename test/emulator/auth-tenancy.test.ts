@@ -12,7 +12,7 @@ describe('authentication', () => {
   const get = (headers: Record<string, string>) => fetch(`${svc.baseURL}/fine_tuning/jobs`, { headers });
 
   it('no Authorization header: 401 with OpenAI\'s "You didn\'t provide an API key" message', async () => {
-    for (const headers of [{}, { authorization: '' }, { authorization: 'Basic dXNlcjpwYXNz' }]) {
+    for (const headers of [{}, { authorization: '' }, { authorization: 'Basic dXNlcjpwYXNz' }] as Record<string, string>[]) {
       const res = await get(headers);
       expect(res.status).toBe(401);
       const body = await res.json();

@@ -55,8 +55,11 @@ describe('crash recovery', () => {
       const checkpointsBefore = await allCheckpoints(client, created.id);
       expect(jobBefore.status).toBe('running');
 
+      const oldURL = proc.baseURL;
       const exit = await proc.kill('SIGKILL');
       expect(exit.signal).toBe('SIGKILL');
+      // Really gone (no second process left training on the same database).
+      await expect(fetch(`${oldURL}/files`)).rejects.toThrow();
 
       proc = await spawnEmulator({ dbPath, stepMs: 40 });
       client = proc.client('sk-crash');

@@ -101,6 +101,8 @@ describe('create job: request validation', () => {
     await rejects(base({ method: { type: 'reinforcement' } }), 'method.type', 'invalid_value');
     await rejects(base({ method: { type: 'magic' } }), 'method.type', 'invalid_value', /'supervised' and 'dpo'/);
     await rejects(base({ method: {} }), 'method.type', 'missing_required_parameter');
+    await rejects(base({ model: 'gpt-3.5-turbo', method: { type: 'dpo' } }), 'method.type', 'invalid_value', /does not support the 'dpo' method/);
+    await rejects(base({ model: 'babbage-002', method: { type: 'dpo' } }), 'method.type', 'invalid_value');
     await rejects(base({ method: 'dpo' }), 'method', 'invalid_type');
     await rejects(
       base({ method: { type: 'supervised', dpo: { hyperparameters: { beta: 0.1 } } } }),

@@ -38,7 +38,13 @@ describe('bad training data fails the job, clearly', () => {
 
   async function failsWith(
     content: string,
-    opts: { model?: string; param?: 'training_file' | 'validation_file'; message: RegExp; method?: 'supervised' | 'dpo' },
+    opts: {
+      model?: string;
+      param?: 'training_file' | 'validation_file';
+      code?: string;
+      message: RegExp;
+      method?: 'supervised' | 'dpo';
+    },
   ) {
     const good = await uploadTraining(client, trainingJsonl(12, 50), 'good.jsonl');
     const bad = await uploadTraining(client, content, 'bad.jsonl');
@@ -52,8 +58,9 @@ describe('bad training data fails the job, clearly', () => {
     const failed = await waitForStatus(client, job.id, ['failed', 'succeeded']);
     expectMatchesSchema(failed, 'FineTuningJob');
     expect(failed.status).toBe('failed');
-    expect(failed.error).toMatchObject({ param, code: expect.stringMatching(/^invalid_(training|validation)_file$/) });
+    expect(failed.error).toMatchObject({ param, code: opts.code ?? (param === 'training_file' ? 'invalid_training_file' : 'invalid_validation_file') });
     expect(failed.error!.message).toMatch(opts.message);
+    expect(failed.error!.message).toMatch(new RegExp(`^The job failed due to an invalid ${param === 'training_file' ? 'training' : 'validation'} file\\. `));
     expect(failed.fine_tuned_model).toBeNull();
     expect(failed.trained_tokens).toBeNull();
     expect(failed.result_files).toEqual([]);
@@ -86,7 +93,7 @@ describe('bad training data fails the job, clearly', () => {
   });
 
   it('fewer than 10 examples in the training file', async () => {
-    await failsWith(badJsonl.tooFew(5), { message: /10/ });
+    await failsWith(badJsonl.tooFew(5), { code: 'invalid_n_examples', message: /5 example\(s\), but must have at least 10/ });
   });
 
   it('chat lines for babbage-002 and prompt/completion lines for gpt-4o-mini', async () => {
@@ -99,7 +106,7 @@ describe('bad training data fails the job, clearly', () => {
   });
 
   it('an empty-looking file (only blank lines)', async () => {
-    await failsWith('\n\n\n', { message: /example|empty|10/i });
+    await failsWith('\n\n\n', { code: 'invalid_n_examples', message: /0 example\(s\)/ });
   });
 
   it('a short validation file is fine (no minimum for validation)', async () => {

@@ -11,6 +11,9 @@ import {
 import { expectMatchesSchema } from '../helpers/spec.js';
 
 const withKey = (key: string) => ({ headers: { 'Idempotency-Key': key } });
+/** OpenAI returns user_provided_suffix on jobs; the SDK's type does not declare it. */
+const suffixOf = (job: OpenAI.FineTuning.Jobs.FineTuningJob) =>
+  (job as unknown as { user_provided_suffix: string | null }).user_provided_suffix;
 
 describe('Idempotency-Key on POSTs', () => {
   let svc: RunningEmulator;
@@ -35,7 +38,7 @@ describe('Idempotency-Key on POSTs', () => {
     expect(second).toEqual(first);
     expect(response.headers.get('idempotent-replayed')).toBe('true');
     expect(creates() - before).toBe(2); // both requests reached the service...
-    const jobs = (await client.fineTuning.jobs.list()).data.filter((j) => j.user_provided_suffix === 'idem');
+    const jobs = (await client.fineTuning.jobs.list()).data.filter((j) => suffixOf(j) === 'idem');
     expect(jobs.map((j) => j.id)).toEqual([first.id]); // ...but only one job exists
   });
 
@@ -46,7 +49,7 @@ describe('Idempotency-Key on POSTs', () => {
       { status: 409, param: 'Idempotency-Key', code: 'idempotency_key_reused' },
     );
     expectMatchesSchema({ error: err.error }, 'Error');
-    expect((await client.fineTuning.jobs.list()).data.filter((j) => j.user_provided_suffix === 'b')).toEqual([]);
+    expect((await client.fineTuning.jobs.list()).data.filter((j) => suffixOf(j) === 'b')).toEqual([]);
 
     // Another organization has its own key space.
     const other = svc.client('sk-idem-other');
@@ -77,7 +80,7 @@ describe('Idempotency-Key on POSTs', () => {
     expect(creates() - before).toBe(10);
     const ids = new Set(results.map((r) => r.id));
     expect(ids.size).toBe(1);
-    const jobs = (await client.fineTuning.jobs.list({ limit: 100 })).data.filter((j) => j.user_provided_suffix === 'burst');
+    const jobs = (await client.fineTuning.jobs.list({ limit: 100 })).data.filter((j) => suffixOf(j) === 'burst');
     expect(jobs).toHaveLength(1);
     for (const r of results) expect(r).toEqual(results[0]);
   });
@@ -112,7 +115,7 @@ describe('Idempotency-Key on POSTs', () => {
     const results = await Promise.all(pending.map((p) => p.done));
     expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
     expect(new Set(results.map((r) => r.json.id)).size).toBe(1);
-    const jobs = (await client.fineTuning.jobs.list({ limit: 100 })).data.filter((j) => j.user_provided_suffix === 'together');
+    const jobs = (await client.fineTuning.jobs.list({ limit: 100 })).data.filter((j) => suffixOf(j) === 'together');
     expect(jobs).toHaveLength(1);
   });
 

@@ -8,6 +8,7 @@ import {
   type ChatExample,
   chatExamples,
   completionJsonl,
+  dpoJsonl,
   type RunningEmulator,
   startEmulator,
   toJsonl,
@@ -298,6 +299,34 @@ describe('other shapes of job', () => {
     expect(done.error).toBeNull();
     expect(done.status).toBe('succeeded');
     expect(done.fine_tuned_model).toMatch(/^ft:babbage-002:org-[A-Za-z0-9]{24}::[A-Za-z0-9]{8}$/);
+  });
+
+  it('dpo on gpt-4o-mini: preference data, beta resolved and reported under method.dpo', async () => {
+    const file = await uploadTraining(client, dpoJsonl(12), 'prefs.jsonl');
+    const job = await client.fineTuning.jobs.create({
+      model: 'gpt-4o-mini',
+      training_file: file,
+      method: { type: 'dpo', dpo: { hyperparameters: { n_epochs: 2 } } },
+    });
+    expect(job.method).toEqual({
+      type: 'dpo',
+      dpo: { hyperparameters: { beta: 'auto', n_epochs: 2, batch_size: 'auto', learning_rate_multiplier: 'auto' } },
+    });
+    const done = await waitForStatus(client, job.id, ['succeeded', 'failed']);
+    expectMatchesSchema(done, 'FineTuningJob');
+    expect(done.error).toBeNull();
+    expect(done.status).toBe('succeeded');
+    const hp = done.method!.dpo!.hyperparameters!;
+    expect(hp.n_epochs).toBe(2);
+    expect(hp.beta).toEqual(expect.any(Number));
+    expect(hp.beta as number).toBeGreaterThan(0);
+    expect(done.hyperparameters).toEqual({ n_epochs: 2, batch_size: hp.batch_size, learning_rate_multiplier: hp.learning_rate_multiplier });
+    // A chat-format file for a dpo job fails validation, naming the format.
+    const chat = await uploadTraining(client, trainingJsonl(12));
+    const wrong = await client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: chat, method: { type: 'dpo' } });
+    const failed = await waitForStatus(client, wrong.id, ['succeeded', 'failed']);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatchObject({ param: 'training_file', code: 'invalid_training_file' });
   });
 
   it('a job with only one or two epochs checkpoints every epoch', async () => {

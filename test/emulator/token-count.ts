@@ -14,6 +14,7 @@ const LIMITS: [RegExp, number][] = [
   [/^gpt-4o-mini/, 65536],
   [/^gpt-4o/, 65536],
   [/^gpt-4\.1/, 65536],
+  [/^gpt-3\.5-turbo-0613$/, 4096],
   [/^gpt-3\.5-turbo/, 16385],
   [/^(babbage|davinci)-002$/, 16384],
 ];

@@ -76,10 +76,11 @@ export interface SpawnedEmulator {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start `tsx src/emulator/main.ts` as a child process and wait for its start-up line. */
+/** Start `node --import tsx src/emulator/main.ts` as a child process and wait for its start-up line. */
 export async function spawnEmulator(opts: { dbPath: string; stepMs: number; port?: number }): Promise<SpawnedEmulator> {
-  const tsx = resolve(ROOT, 'node_modules/.bin/tsx');
-  const child = spawn(tsx, [resolve(ROOT, 'src/emulator/main.ts')], {
+  // `node --import tsx`, not the tsx CLI: the CLI runs the script in a second process, which a SIGKILL
+  // of the CLI would leave running. Here the signal reaches the service itself.
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/emulator/main.ts')], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -225,6 +226,20 @@ export function completionJsonl(count = 12): string {
       prompt: e.messages.filter((m) => m.role === 'user').map((m) => m.content).join('\n') + '\n\n###\n\n',
       completion: ' ' + e.messages.find((m) => m.role === 'assistant')!.content + '\n',
     })),
+  );
+}
+
+/** Preference (DPO) examples: a question, a preferred and a non-preferred answer. */
+export function dpoJsonl(count = 12): string {
+  return toJsonl(
+    chatExamples(count).map((e) => {
+      const answer = e.messages.find((m) => m.role === 'assistant')!.content as string;
+      return {
+        input: { messages: e.messages.filter((m) => m.role !== 'assistant') },
+        preferred_output: [{ role: 'assistant', content: answer }],
+        non_preferred_output: [{ role: 'assistant', content: 'I would rather not say.' }],
+      };
+    }),
   );
 }
 

@@ -58,7 +58,7 @@ export function jobRoutes(app: Hono<EmulatorEnv>, deps: RouteDeps): void {
         'invalid_json',
       );
     }
-    const input = validateCreateJob(body, deps.isSupportedModel);
+    const input = validateCreateJob(body, deps.models);
     const orgId = c.get('orgId');
     checkFile(orgId, input.training_file, 'training_file');
     if (input.validation_file) checkFile(orgId, input.validation_file, 'validation_file');
