@@ -159,7 +159,7 @@ const MAX_JSON_BODY = 1024 * 1024;
  * Everything else (GraphiQL, GET, multipart uploads, SSE, browsers with CORS) goes to yoga.
  * Set GRAPHQL_FAST_PATH=0 to send every request to yoga.
  */
-function createJsonFastPath(yoga: YogaServerInstance<Record<string, unknown>, GraphQLContext>) {
+function createJsonFastPath(yoga: YogaServerInstance<Record<string, unknown>, GraphQLContext>, logger: Logger) {
   const send = (res: ServerResponse, status: number, body: string, contentType: string) => {
     res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -184,6 +184,8 @@ function createJsonFastPath(yoga: YogaServerInstance<Record<string, unknown>, Gr
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
+    // A client that goes away mid-body: nothing to answer.
+    req.on('error', () => undefined);
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_JSON_BODY) tooLarge = true;
@@ -238,7 +240,8 @@ function createJsonFastPath(yoga: YogaServerInstance<Record<string, unknown>, Gr
         const out: ExecutionResult = result.errors?.length ? { ...result, errors: result.errors.map(errorJson) as never } : result;
         const body = result.stringify && !result.errors?.length ? result.stringify(out) : JSON.stringify(out);
         send(res, 200, body, ct);
-      })().catch(() => {
+      })().catch((err: unknown) => {
+        logger.error({ err }, 'unexpected error in the JSON fast path');
         if (!res.headersSent) requestErrors(res, 500, [{ message: 'Unexpected error.' }], ct);
         else res.destroy();
       });
@@ -292,7 +295,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
   });
   const v1 = embedded ? getRequestListener((req) => embedded.fetch(req)) : undefined;
-  const fastPath = config.fastPath ? createJsonFastPath(yoga) : undefined;
+  const fastPath = config.fastPath ? createJsonFastPath(yoga, logger) : undefined;
 
   const ready = async (res: ServerResponse) => {
     try {
