@@ -5,7 +5,7 @@
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chatExamples, startEmulator, toJsonl, trainingJsonl, type RunningEmulator, waitFor } from '../helpers/emulator.js';
+import { chatExamples, dpoJsonl, startEmulator, toJsonl, trainingJsonl, type RunningEmulator, waitFor } from '../helpers/emulator.js';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 
 const KEY = 'sk-test-flow-0123456789';
@@ -301,6 +301,45 @@ describe('upload → create → follow to SUCCEEDED', () => {
     } finally {
       await fresh.close();
     }
+  });
+});
+
+describe('DPO', () => {
+  it('creates a DPO job and reports its method and beta', async () => {
+    const file = await uploadJsonl(dpoJsonl(12), 'prefs.jsonl');
+    const created = await createJob({
+      model: 'gpt-4o-mini-2024-07-18',
+      trainingFile: file.id,
+      method: { type: 'DPO', dpo: { hyperparameters: { beta: 0.25, nEpochs: 1 } } },
+    });
+    expect(created.__typename).toBe('CreateFineTuningJobSuccess');
+    expect(created.job.method).toMatchObject({ type: 'DPO', rawType: 'dpo', supervised: null, dpo: { hyperparameters: { beta: 0.25 } } });
+    const raw = (await rest.fineTuning.jobs.retrieve(created.job.id)) as any;
+    expect(raw.method.type).toBe('dpo');
+    expect(raw.method.dpo.hyperparameters.beta).toBe(0.25);
+    await waitFor(async () => ['SUCCEEDED', 'FAILED'].includes(await jobStatus(created.job.id)), 30_000, 20);
+    const r = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { status error { code message param } method { dpo { hyperparameters { beta nEpochs } } } } }', { id: created.job.id });
+    expect(r.data.fineTuningJob).toMatchObject({ status: 'SUCCEEDED', error: null, method: { dpo: { hyperparameters: { beta: 0.25, nEpochs: 1 } } } });
+  });
+});
+
+describe('a job that fails', () => {
+  it('reports FAILED with error { code message param }', async () => {
+    // Fewer than 10 examples: the upstream fails the job during validation.
+    const file = await uploadJsonl(trainingJsonl(4), 'tiny.jsonl');
+    const created = await createJob({ model: 'gpt-4o-mini-2024-07-18', trainingFile: file.id });
+    const id = created.job.id;
+    await waitFor(async () => (await jobStatus(id)) === 'FAILED', 30_000, 20);
+    const r = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { status finishedAt error { code message param } metrics { step } resultFiles { id } } }', { id });
+    const raw = (await rest.fineTuning.jobs.retrieve(id)) as any;
+    expect(r.data.fineTuningJob).toEqual({
+      status: 'FAILED',
+      finishedAt: iso(raw.finished_at),
+      error: { code: raw.error.code, message: raw.error.message, param: raw.error.param },
+      metrics: [],
+      resultFiles: [],
+    });
+    expect(raw.error.param).toBe('training_file');
   });
 });
 
