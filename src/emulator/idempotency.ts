@@ -56,7 +56,7 @@ async function requestHash(c: Context<EmulatorEnv>): Promise<string> {
   return h.digest('hex');
 }
 
-export function idempotencyMiddleware(store: Store): MiddlewareHandler<EmulatorEnv> {
+export function idempotencyMiddleware(store: Store, ttlMs: number): MiddlewareHandler<EmulatorEnv> {
   /** In-process requests holding a key right now; others with that key wait for them. */
   const inflight = new Map<string, Promise<void>>();
 
@@ -76,7 +76,12 @@ export function idempotencyMiddleware(store: Store): MiddlewareHandler<EmulatorE
     const slot = `${orgId}\0${key}\0${route}`;
 
     for (;;) {
-      const row = store.getIdempotency(orgId, key, route);
+      let row = store.getIdempotency(orgId, key, route);
+      if (row && row.created_ms < Date.now() - ttlMs) {
+        // Expired (the periodic purge has not run yet): the key is free again.
+        store.deleteIdempotency(orgId, key, route);
+        row = undefined;
+      }
       if (row) {
         if (row.request_hash !== hash) {
           throw new ApiError(

@@ -108,6 +108,31 @@ describe('crash recovery', () => {
     }
   });
 
+  it('a job killed while validating_files continues after the restart', async () => {
+    const db = join(dir, 'early.db');
+    let p = await spawnEmulator({ dbPath: db, stepMs: 60 });
+    let c = p.client('sk-early');
+    const file = await uploadTraining(c, trainingJsonl(10));
+    const job = await c.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: file, hyperparameters: { n_epochs: 1 } });
+    expect(job.status).toBe('validating_files');
+    await p.kill('SIGKILL');
+    p = await spawnEmulator({ dbPath: db, stepMs: 5 });
+    try {
+      c = p.client('sk-early');
+      const done = await waitForStatus(c, job.id, ['succeeded', 'failed'], 30_000);
+      expect(done.status).toBe('succeeded');
+      const messages = (await allEvents(c, job.id)).map((e) => e.message);
+      expect(messages.slice(0, 4)).toEqual([
+        `Created fine-tuning job: ${job.id}`,
+        `Validating training file: ${file}`,
+        'Files validated, moving job to queued state',
+        'Fine-tuning job started',
+      ]);
+    } finally {
+      await p.kill('SIGKILL');
+    }
+  });
+
   it('SIGTERM closes the standalone service cleanly (exit code 0)', async () => {
     const p = await spawnEmulator({ dbPath: join(dir, 'term.db'), stepMs: 50 });
     const f = await uploadTraining(p.client());

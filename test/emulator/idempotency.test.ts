@@ -135,6 +135,23 @@ describe('Idempotency-Key on POSTs', () => {
     await expectApiError(client.fineTuning.jobs.create(body, withKey('k'.repeat(300))), { status: 400, param: 'Idempotency-Key' });
   });
 
+  it('keys expire (24 h by default; 100 ms here): after that the same key runs the request again', async () => {
+    const short = await startEmulator({ stepMs: 1000, idempotencyTtlMs: 100 });
+    try {
+      const c = short.client('sk-ttl');
+      const f = await uploadTraining(c);
+      const a = await c.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: f }, withKey('ttl-1'));
+      const b = await c.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: f }, withKey('ttl-1'));
+      expect(b.id).toBe(a.id);
+      await new Promise((r) => setTimeout(r, 150));
+      const later = await c.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: f }, withKey('ttl-1'));
+      expect(later.id).not.toBe(a.id);
+      expect((await c.fineTuning.jobs.list()).data).toHaveLength(2);
+    } finally {
+      await short.close();
+    }
+  });
+
   it('keys are stored in SQLite and survive a restart', async () => {
     const { mkdtempSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');

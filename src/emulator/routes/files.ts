@@ -23,7 +23,7 @@ function formatList(list: string[]): string {
 
 export function fileRoutes(app: Hono<EmulatorEnv>, deps: RouteDeps): void {
   const { store, opts } = deps;
-  const idempotent = idempotencyMiddleware(store);
+  const idempotent = idempotencyMiddleware(store, opts.idempotencyTtlMs);
   // Multipart framing adds a little to the file itself; the precise check on the file size is below.
   const limit = bodyLimit({
     maxSize: opts.maxUploadBytes + 64 * 1024,

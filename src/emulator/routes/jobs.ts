@@ -13,7 +13,7 @@ const MAX_SEED = 2147483647;
 
 export function jobRoutes(app: Hono<EmulatorEnv>, deps: RouteDeps): void {
   const { store, scheduler, opts } = deps;
-  const idempotent = idempotencyMiddleware(store);
+  const idempotent = idempotencyMiddleware(store, opts.idempotencyTtlMs);
   const view = (job: JobRow) => serializeJob(job, { stepMs: opts.stepMs, nowMs: Date.now() });
 
   const ownJob = (c: Context<EmulatorEnv>): JobRow => {
