@@ -21,3 +21,7 @@ builder.scalarType('Upload', {
 /** Unix seconds (or null) → Date (or null). */
 export const fromUnix = (s: number | null | undefined): Date | null =>
   typeof s === 'number' && Number.isFinite(s) ? new Date(s * 1000) : null;
+
+/** Like fromUnix, but 0 (which OpenAI sends for "no estimate") is null too. */
+export const fromUnixOptional = (s: number | null | undefined): Date | null =>
+  typeof s === 'number' && Number.isFinite(s) && s > 0 ? new Date(s * 1000) : null;

@@ -16,7 +16,7 @@ import {
   FineTuningJobStatus,
   JOB_STATUSES,
 } from './enums.js';
-import { fromUnix } from './scalars.js';
+import { fromUnix, fromUnixOptional } from './scalars.js';
 
 // ---- shared connection arguments ------------------------------------------------------------------------
 
@@ -262,13 +262,13 @@ JobRef.implement({
       type: 'DateTime',
       nullable: true,
       description: 'Null while the job is not finished.',
-      resolve: (j) => fromUnix(j.finished_at),
+      resolve: (j) => fromUnixOptional(j.finished_at),
     }),
     estimatedFinish: t.field({
       type: 'DateTime',
       nullable: true,
       description: 'The upstream\'s estimate of when the job will finish; null when it is not running.',
-      resolve: (j) => fromUnix(j.estimated_finish),
+      resolve: (j) => fromUnixOptional(j.estimated_finish),
     }),
     status: t.field({
       type: FineTuningJobStatus,

@@ -25,6 +25,8 @@ export interface UpstreamOptions {
   connections?: number;
   /** Finished jobs kept (per all credentials); each also holds a few pages. 0 disables. */
   finishedJobCacheSize?: number;
+  /** Upper bound of the finished-job cache in (JSON) bytes. Default 64 MiB. */
+  finishedCacheMaxBytes?: number;
   logger?: Logger;
 }
 
@@ -178,7 +180,14 @@ export class Upstream {
       this.fetch = pooledFetch(agent);
     }
     const size = opts.finishedJobCacheSize ?? 1000;
-    if (size > 0) this.finished = new LRUCache<string, object>({ max: size * 8 });
+    if (size > 0) {
+      // Bounded both in entries and in (approximate JSON) bytes: events pages of long jobs can be large.
+      this.finished = new LRUCache<string, object>({
+        max: size * 8,
+        maxSize: (opts.finishedCacheMaxBytes ?? 64 * 1024 * 1024),
+        sizeCalculation: (value) => Math.max(1, JSON.stringify(value).length),
+      });
+    }
   }
 
   /** The API for one credential. Clients are cached per credential; nothing is shared across credentials. */
@@ -208,7 +217,7 @@ export class UpstreamApi {
    * Event and checkpoint ids seen in pages → their job id. The upstream has no endpoint to fetch one event or
    * checkpoint by id, so `node(id)` finds them through the job they were seen with.
    */
-  private readonly childIndex = new LRUCache<string, string>({ max: 20_000 });
+  private readonly childIndex = new LRUCache<string, string>({ max: 5_000 });
 
   constructor(
     private readonly upstream: Upstream,

@@ -22,7 +22,8 @@ const JOB_QUERY = 'query($id: ID!) { fineTuningJob(id: $id) { id status rawStatu
 
 function expectNoSecrets(handle: ApiHandle, upstream: FakeUpstream) {
   const host = upstream.url.replace('http://', '');
-  for (const text of [...handle.bodies, handle.logs()]) {
+  expect(handle.startupLine).toMatch(/OpenAI-compatible server set by OPENAI_BASE_URL/);
+  for (const text of [...handle.bodies, handle.logs(), handle.startupLine]) {
     expect(text).not.toContain(KEY);
     expect(text).not.toContain(upstream.url);
     expect(text).not.toContain(host);
