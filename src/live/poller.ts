@@ -72,6 +72,8 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
   private notifyEpoch = 0;
   /** The job was seen non-terminal: when it turns terminal, sweep once more for late events. */
   private sawActive = false;
+  /** The second tick is shifted by a random part of the interval, so that pollers do not tick together. */
+  private phaseShifted = false;
   private finalSweepDone = false;
   private ending = false;
 
@@ -219,7 +221,12 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
       return;
     }
     const slow = status !== undefined && SLOW_STATUSES.has(status);
-    const interval = slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs;
+    let interval = slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs;
+    if (!this.phaseShifted) {
+      // The first tick ran at once (subscribers want the current state); spread the later ones.
+      this.phaseShifted = true;
+      interval += Math.random() * this.opts.pollIntervalMs;
+    }
     this.schedule(Math.max(0, interval - elapsed));
   }
 

@@ -5,7 +5,11 @@ import { LiveFailure } from './errors.js';
 import { isTerminal, JobPoller } from './poller.js';
 import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
 
-/** The pub/sub's topics: `live:<credentialHash>:<jobId>`, one message type. */
+/**
+ * The pub/sub's topics: `live:<credentialHash>:<jobId>:job` (job states) and
+ * `live:<credentialHash>:<jobId>:events` (event batches); `end` and `error` go to both. Two topics,
+ * so that a job-state change is not dispatched to every events subscriber (and the reverse).
+ */
 export type LiveTopics<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> = { live: [key: string, message: LiveMessage<J, E>] };
 export type LivePubSub<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> = PubSub<LiveTopics<J, E>>;
 
@@ -102,7 +106,7 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
 
   jobUpdates(scope: LiveScope<J, E>, jobId: string): AsyncIterableIterator<J | LiveFailure> {
     return new Repeater<J | LiveFailure>(async (push, stop) => {
-      const stream = this.open(scope, jobId, stop);
+      const stream = this.open(scope, jobId, 'job', stop);
       if (!stream) return void (await push(this.closedFailure()), stop());
       try {
         let version = 0;
@@ -131,7 +135,7 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
 
   jobEvents(scope: LiveScope<J, E>, jobId: string, after?: string | null): AsyncIterableIterator<E | LiveFailure> {
     return new Repeater<E | LiveFailure>(async (push, stop) => {
-      const stream = this.open(scope, jobId, stop);
+      const stream = this.open(scope, jobId, 'events', stop);
       if (!stream) return void (await push(this.closedFailure()), stop());
       try {
         // `seq`: the sequence number of the last event this subscriber has; the poller's live
@@ -173,6 +177,11 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
     });
   }
 
+  private publish(key: string, msg: LiveMessage<J, E>): void {
+    if (msg.kind !== 'events') this.pubsub.publish('live', `${key}:job`, msg);
+    if (msg.kind !== 'job') this.pubsub.publish('live', `${key}:events`, msg);
+  }
+
   private closedFailure(): LiveFailure {
     return new LiveFailure('SHUTTING_DOWN', 'The server is shutting down.');
   }
@@ -181,14 +190,19 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
    * Subscribes to the job's topic (synchronously, before anything is awaited, so no message
    * published from now on is missed) and takes a reference on its poller, starting it if needed.
    */
-  private open(scope: LiveScope<J, E>, jobId: string, stop: PromiseLike<unknown> & (() => void)): LiveStream<J, E> | undefined {
+  private open(
+    scope: LiveScope<J, E>,
+    jobId: string,
+    kind: 'job' | 'events',
+    stop: PromiseLike<unknown> & (() => void),
+  ): LiveStream<J, E> | undefined {
     if (this.closed) return undefined;
     const key = watchKey(scope.credential, jobId);
-    const source = this.pubsub.subscribe('live', key);
+    const source = this.pubsub.subscribe('live', `${key}:${kind}`);
     let poller = this.pollers.get(key);
     let fresh = false;
     if (!poller || poller.isFinished) {
-      poller = new JobPoller<J, E>(key, jobId, scope.upstream, this.options, (msg) => this.pubsub.publish('live', key, msg), (done) => {
+      poller = new JobPoller<J, E>(key, jobId, scope.upstream, this.options, (msg) => this.publish(key, msg), (done) => {
         if (this.pollers.get(key) === done) this.pollers.delete(key);
       });
       this.pollers.set(key, poller);
