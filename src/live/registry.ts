@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { createPubSub, Repeater, type PubSub } from 'graphql-yoga';
+import { createPubSub, Repeater, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
 import { LiveFailure } from './errors.js';
 import { isTerminal, JobPoller } from './poller.js';
 import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
@@ -12,6 +12,8 @@ import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveScope, LiveStats
  */
 export type LiveTopics<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> = { live: [key: string, message: LiveMessage<J, E>] };
 export type LivePubSub<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> = PubSub<LiveTopics<J, E>>;
+/** The event target under the pub/sub: in-process by default; `@graphql-yoga/redis-event-target` fans out across instances. */
+export type LiveEventTarget<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> = PubSubEventTarget<LiveTopics<J, E>>;
 
 /**
  * Live job streams. The GraphQL subscription fields only talk to this interface, so the
@@ -75,15 +77,21 @@ export function watchKey(credential: string, jobId: string): string {
 export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> implements LiveJobs<J, E> {
   readonly options: LiveOptions;
   private readonly pubsub: LivePubSub<J, E>;
+  private readonly target: LiveEventTarget<J, E>;
   private readonly pollers = new Map<string, JobPoller<J, E>>();
   /** Enders of the live streams, so close() can end them. */
   private readonly streams = new Set<(failure: LiveFailure) => void>();
   private closed = false;
 
-  constructor(options: Partial<LiveOptions> & { pubsub?: LivePubSub<J, E> } = {}) {
-    const { pubsub, ...rest } = options;
+  /**
+   * `eventTarget`: where messages are published (through yoga's `createPubSub`) and listened to;
+   * pass `@graphql-yoga/redis-event-target`'s to fan out across instances.
+   */
+  constructor(options: Partial<LiveOptions> & { eventTarget?: LiveEventTarget<J, E> } = {}) {
+    const { eventTarget, ...rest } = options;
     this.options = { ...DEFAULT_LIVE_OPTIONS, ...stripUndefined(rest) };
-    this.pubsub = pubsub ?? createPubSub<LiveTopics<J, E>>({ eventTarget: unlimitedEventTarget() });
+    this.target = eventTarget ?? (unlimitedEventTarget() as LiveEventTarget<J, E>);
+    this.pubsub = createPubSub<LiveTopics<J, E>>({ eventTarget: this.target });
   }
 
   stats(): LiveStats {
@@ -198,7 +206,8 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
   ): LiveStream<J, E> | undefined {
     if (this.closed) return undefined;
     const key = watchKey(scope.credential, jobId);
-    const source = this.pubsub.subscribe('live', `${key}:${kind}`);
+    // The topic as createPubSub names it (`<routingKey>:<id>`).
+    const topic = `live:${key}:${kind}`;
     let poller = this.pollers.get(key);
     let fresh = false;
     if (!poller || poller.isFinished) {
@@ -209,7 +218,7 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
       fresh = true;
     }
     poller.refs++;
-    const stream = new LiveStream(poller, source, stop, this.options.maxBacklog, () => {
+    const stream = new LiveStream(poller, this.target, topic, stop, this.options.maxBacklog, () => {
       this.streams.delete(endStream);
       const p = stream.poller;
       p.refs--;
@@ -226,24 +235,29 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
 }
 
 /**
- * One subscriber's side of a topic. Messages are drained from the pub/sub into an inbox at once,
- * so a slow client never makes the pub/sub's repeater overflow; past `maxBacklog` queued events
- * the stream ends with SLOW_CONSUMER (the client reconnects with `after` and loses nothing).
+ * One subscriber's side of a topic: a listener on the pub/sub's event target appends messages to an
+ * inbox at once (no per-subscriber repeater or pump), so a slow client never backs up the pub/sub;
+ * past `maxBacklog` queued events the stream ends with SLOW_CONSUMER (the client reconnects with
+ * `after` and loses nothing).
  */
 class LiveStream<J extends LiveJob, E extends LiveEvent> {
   private readonly inbox: LiveMessage<J, E>[] = [];
+  private head = 0;
   private backlog = 0;
   private wake: (() => void) | undefined;
   private interrupt!: () => void;
   private readonly interrupted: Promise<undefined>;
   private isStopped = false;
   private closed = false;
-  /** Set when the stream must end with an error (overflow, shutdown): delivered by take(). */
+  private listening = true;
+  private readonly listener: (event: CustomEvent<LiveMessage<J, E>>) => void;
+  /** Set when the stream must end with an error (overflow, shutdown): delivered by the stream. */
   failure: LiveFailure | undefined;
 
   constructor(
     readonly poller: JobPoller<J, E>,
-    private readonly source: AsyncIterableIterator<LiveMessage<J, E>>,
+    private readonly target: LiveEventTarget<J, E>,
+    private readonly topic: string,
     stop: PromiseLike<unknown>,
     private readonly maxBacklog: number,
     private readonly onClose: () => void,
@@ -254,25 +268,29 @@ class LiveStream<J extends LiveJob, E extends LiveEvent> {
       this.interrupt();
       this.wake?.();
     });
-    void this.pump();
+    this.listener = (event) => this.receive(event.detail);
+    target.addEventListener(topic, this.listener as EventListener);
   }
 
   get stopped(): boolean {
     return this.isStopped;
   }
 
-  private async pump(): Promise<void> {
-    // for-await calls next() synchronously here: the pub/sub listener is registered before
-    // the constructor returns.
-    for await (const msg of this.source) {
-      if (msg.kind === 'events') this.backlog += msg.events.length;
-      this.inbox.push(msg);
-      if (this.backlog > this.maxBacklog) {
-        this.fail(new LiveFailure('SLOW_CONSUMER', 'The client fell too far behind; reconnect with `after` to resume.'));
-        return;
-      }
-      this.wake?.();
+  private receive(msg: LiveMessage<J, E>): void {
+    if (this.failure) return;
+    if (msg.kind === 'events') this.backlog += msg.events.length;
+    this.inbox.push(msg);
+    if (this.backlog > this.maxBacklog) {
+      this.fail(new LiveFailure('SLOW_CONSUMER', 'The client fell too far behind; reconnect with `after` to resume.'));
+      return;
     }
+    this.wake?.();
+  }
+
+  private unlisten(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    this.target.removeEventListener(this.topic, this.listener as EventListener);
   }
 
   /** Ends the stream with `failure` (after the item being delivered now). */
@@ -280,8 +298,9 @@ class LiveStream<J extends LiveJob, E extends LiveEvent> {
     if (this.failure) return;
     this.failure = failure;
     this.inbox.length = 0;
+    this.head = 0;
     this.backlog = 0;
-    void this.source.return?.();
+    this.unlisten();
     this.interrupt();
     this.wake?.();
   }
@@ -290,8 +309,12 @@ class LiveStream<J extends LiveJob, E extends LiveEvent> {
   async take(): Promise<LiveMessage<J, E> | undefined> {
     for (;;) {
       if (this.isStopped || this.failure) return undefined;
-      const msg = this.inbox.shift();
-      if (msg) {
+      if (this.head < this.inbox.length) {
+        const msg = this.inbox[this.head++]!;
+        if (this.head === this.inbox.length) {
+          this.inbox.length = 0;
+          this.head = 0;
+        }
         if (msg.kind === 'events') this.backlog -= msg.events.length;
         return msg;
       }
@@ -305,11 +328,11 @@ class LiveStream<J extends LiveJob, E extends LiveEvent> {
     return Promise.race([promise, this.interrupted]);
   }
 
-  /** Unsubscribes and drops the poller reference (stopping the poller if it was the last). Idempotent. */
+  /** Stops listening and drops the poller reference (stopping the poller if it was the last). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    void this.source.return?.();
+    this.unlisten();
     this.onClose();
   }
 }
