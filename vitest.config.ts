@@ -8,5 +8,9 @@ export default defineConfig({
     pool: 'forks',
     // Two cores here: run test files two at a time so that timing-sensitive suites stay stable.
     maxWorkers: 2,
+    // The secret-leak check of the whole suite: every test file's responses, websocket frames and logs are
+    // teed and searched for the run's keys and tokens (test/security/leak-tee.ts).
+    globalSetup: ['test/security/leak-global.ts'],
+    setupFiles: ['test/security/leak-tee.ts'],
   },
 });

@@ -7,11 +7,52 @@
  * - OPENAI_API_KEY alone: api.openai.com.
  */
 
+import { isIP } from 'node:net';
+import { hashToken } from './http/auth.js';
+
 /** The documented key of the embedded local service. It is not a secret: the local service accepts any key. */
 export const LOCAL_API_KEY = 'sk-local-dev';
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 
 export type BackendKind = 'embedded' | 'custom' | 'openai';
+
+export type Scope = 'read' | 'write';
+export const SCOPES: readonly Scope[] = ['read', 'write'];
+export type AuthMode = 'tokens' | 'passthrough' | 'none';
+
+/** How clients authenticate (src/http/auth.ts). Tokens are kept only as sha256 hashes. */
+export type AuthConfig =
+  | { mode: 'none' }
+  | { mode: 'passthrough' }
+  | { mode: 'tokens'; tokens: { name: string; hash: Buffer; scopes: ReadonlySet<Scope> }[] };
+
+/** Query limits (GraphQL Armor) and request size limits. */
+export interface Limits {
+  /** Deepest field nesting of an operation. */
+  maxDepth: number;
+  /** Aliases per operation. */
+  maxAliases: number;
+  /** Static cost (objects 2, scalars 1, ×1.5 per level of depth). */
+  maxCost: number;
+  /** Lexical tokens of a document. */
+  maxTokens: number;
+  /** Directives per operation. */
+  maxDirectives: number;
+  /** JSON (and every non-multipart) request body, in bytes. */
+  maxBodyBytes: number;
+  /** One uploaded file, in bytes (a multipart request may be this plus 1 MiB). */
+  maxUploadBytes: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxDepth: 12,
+  maxAliases: 15,
+  maxCost: 5000,
+  maxTokens: 2000,
+  maxDirectives: 20,
+  maxBodyBytes: 1024 * 1024,
+  maxUploadBytes: 64 * 1024 * 1024,
+};
 
 export interface Config {
   port: number;
@@ -20,19 +61,29 @@ export interface Config {
     kind: BackendKind;
     /** Upstream base URL ending in /v1. For `embedded` it is filled in once the server listens. */
     baseURL?: string;
-    /** The credential every request uses (auth modes come later). Never logged, never returned. */
+    /** The server's upstream credential (AUTH_MODE tokens/none; passthrough uses the client's). Never logged, never returned. */
     apiKey: string;
   };
   /** Options of the embedded local service (only used when backend.kind is `embedded`). */
   emulator: { dbPath?: string; stepMs?: number };
   upstream: {
-    /** Per-call timeout in milliseconds. */
+    /** Budget of one upstream call, retries included, in milliseconds (UPSTREAM_TIMEOUT_MS, default 30 s). */
     timeoutMs: number;
-    /** Retries for reads (creates are never retried blindly). */
+    /** Retries of reads, 429s and refused connections (creates are never retried blindly). Default 3. */
     readRetries: number;
     /** Keep-alive connections to the upstream. */
     connections: number;
+    /** Longest Retry-After waited for before answering RATE_LIMITED (UPSTREAM_RETRY_AFTER_MAX_MS, default 5 s). */
+    retryAfterMaxMs: number;
+    /** How long createFineTuningJob's idempotency keys are kept (IDEMPOTENCY_TTL_MS, default 24 h). */
+    idempotencyTtlMs: number;
+    /** Tag idempotent creates with metadata so a lost response can be looked up (IDEMPOTENCY_METADATA_TAG, default 1). */
+    idempotencyTag: boolean;
   };
+  /** Graceful shutdown: longest wait for in-flight requests (SHUTDOWN_TIMEOUT_MS, default 8 s; the process exits by 10 s). */
+  shutdownTimeoutMs: number;
+  /** One JSON access line per request (ACCESS_LOG, default 1). */
+  accessLog: boolean;
   /** Finished jobs (and their events, checkpoints, metrics) kept per credential. 0 disables the cache. */
   finishedJobCacheSize: number;
   /** Use graphql-jit to execute operations. */
@@ -40,7 +91,14 @@ export interface Config {
   /** Serve non-browser JSON POSTs without yoga's Fetch-API layer (same envelop plugins). */
   fastPath: boolean;
   logLevel: string;
+  /** GraphiQL on a browser GET (default on; with NODE_ENV=production only when GRAPHIQL=1). */
   graphiql: boolean;
+  /** NODE_ENV=production: field suggestions hidden, unexpected errors masked, GraphiQL off by default. */
+  production: boolean;
+  auth: AuthConfig;
+  /** Origins allowed to call the API cross-origin (CORS_ORIGINS); empty: none (same-origin GraphiQL still works). */
+  corsOrigins: string[];
+  limits: Limits;
 }
 
 function int(value: string | undefined, fallback: number, name: string): number {
@@ -48,6 +106,111 @@ function int(value: string | undefined, fallback: number, name: string): number 
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer`);
   return n;
+}
+
+function positive(value: string | undefined, fallback: number, name: string): number {
+  const n = int(value, fallback, name);
+  if (n < 1) throw new Error(`${name} must be a positive integer`);
+  return n;
+}
+
+/** 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
+  return false;
+}
+
+const MIN_TOKEN_LENGTH = 16;
+
+/** GATEWAY_TOKENS: a JSON array of {"token": "…", "scopes": ["read", "write"], "name"?: "…"}. */
+export function parseGatewayTokens(raw: string | undefined): Extract<AuthConfig, { mode: 'tokens' }>['tokens'] {
+  const fail = (why: string): never => {
+    throw new Error(
+      `GATEWAY_TOKENS ${why}. Expected a JSON array such as [{"token":"<at least ${MIN_TOKEN_LENGTH} characters>","scopes":["read","write"],"name":"ci"}].`,
+    );
+  };
+  if (raw === undefined || raw.trim() === '') fail('is not set (AUTH_MODE=tokens needs at least one token)');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw!);
+  } catch {
+    fail('is not valid JSON');
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) fail('must be a non-empty JSON array');
+  const seen = new Set<string>();
+  const names = new Set<string>();
+  return (parsed as unknown[]).map((entry, i) => {
+    if (!entry || typeof entry !== 'object' || Array.isArray(entry)) fail(`[${i}] is not an object`);
+    const { token, scopes, name, ...rest } = entry as Record<string, unknown>;
+    const extra = Object.keys(rest);
+    if (extra.length) fail(`[${i}] has unknown key(s) ${extra.map((k) => JSON.stringify(k)).join(', ')}`);
+    if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || token.length > 512 || !/^[\x21-\x7e]+$/.test(token)) {
+      fail(`[${i}].token must be a string of ${MIN_TOKEN_LENGTH}–512 printable characters without spaces`);
+    }
+    if (seen.has(token as string)) fail(`[${i}].token is listed twice`);
+    seen.add(token as string);
+    if (!Array.isArray(scopes) || scopes.length === 0 || !scopes.every((s) => SCOPES.includes(s as Scope))) {
+      fail(`[${i}].scopes must be a non-empty array of ${SCOPES.map((s) => `"${s}"`).join(', ')}`);
+    }
+    const label = name === undefined ? String(i) : typeof name === 'string' ? name : '';
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(label)) fail(`[${i}].name must be 1–64 characters of A-Z a-z 0-9 _ . -`);
+    if (names.has(label)) fail(`[${i}].name ${JSON.stringify(label)} is used twice`);
+    names.add(label);
+    return { name: label, hash: hashToken(token as string), scopes: new Set(scopes as Scope[]) };
+  });
+}
+
+/**
+ * AUTH_MODE, with the default: `tokens` when GATEWAY_TOKENS is set, otherwise `none` on a loopback HOST (so
+ * `npm start` just works locally). On any other address the server refuses to start without authentication.
+ */
+export function loadAuth(env: NodeJS.ProcessEnv, host: string): AuthConfig {
+  const raw = env.AUTH_MODE?.trim().toLowerCase() || undefined;
+  const mode = raw ?? (env.GATEWAY_TOKENS?.trim() ? 'tokens' : isLoopbackHost(host) ? 'none' : undefined);
+  if (mode === undefined) {
+    throw new Error(
+      `Refusing to start without authentication on HOST=${host}, which is not a loopback address: set AUTH_MODE=tokens (with GATEWAY_TOKENS) or AUTH_MODE=passthrough, or bind to 127.0.0.1.`,
+    );
+  }
+  switch (mode) {
+    case 'none':
+      if (!isLoopbackHost(host)) {
+        throw new Error(
+          `AUTH_MODE=none is only allowed on a loopback address (127.0.0.1, ::1, localhost), not HOST=${host}: use AUTH_MODE=tokens or AUTH_MODE=passthrough.`,
+        );
+      }
+      return { mode: 'none' };
+    case 'passthrough':
+      return { mode: 'passthrough' };
+    case 'tokens':
+      return { mode: 'tokens', tokens: parseGatewayTokens(env.GATEWAY_TOKENS) };
+    default:
+      throw new Error(`AUTH_MODE must be one of tokens, passthrough, none (got ${JSON.stringify(env.AUTH_MODE)})`);
+  }
+}
+
+/** CORS_ORIGINS: comma-separated origins such as https://app.example.com,http://localhost:5173. */
+export function parseCorsOrigins(raw: string | undefined): string[] {
+  if (!raw || raw.trim() === '') return [];
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((o) => {
+      let url: URL;
+      try {
+        url = new URL(o);
+      } catch {
+        throw new Error(`CORS_ORIGINS: ${JSON.stringify(o)} is not an origin such as https://app.example.com`);
+      }
+      if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== o.replace(/\/$/, '')) {
+        throw new Error(`CORS_ORIGINS: ${JSON.stringify(o)} is not an origin (scheme://host[:port], no path)`);
+      }
+      return url.origin;
+    });
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -70,9 +233,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } else {
     backend = { kind: 'embedded', apiKey: LOCAL_API_KEY };
   }
+  const host = env.HOST || '127.0.0.1';
+  const production = env.NODE_ENV === 'production';
   return {
     port: int(env.PORT, 4000, 'PORT'),
-    host: env.HOST || '127.0.0.1',
+    host,
     backend,
     emulator: {
       dbPath: env.EMULATOR_DB || undefined,
@@ -80,14 +245,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     upstream: {
       timeoutMs: int(env.UPSTREAM_TIMEOUT_MS, 30_000, 'UPSTREAM_TIMEOUT_MS'),
-      readRetries: int(env.UPSTREAM_READ_RETRIES, 2, 'UPSTREAM_READ_RETRIES'),
+      readRetries: int(env.UPSTREAM_READ_RETRIES, 3, 'UPSTREAM_READ_RETRIES'),
       connections: int(env.UPSTREAM_CONNECTIONS, 64, 'UPSTREAM_CONNECTIONS'),
+      retryAfterMaxMs: int(env.UPSTREAM_RETRY_AFTER_MAX_MS, 5_000, 'UPSTREAM_RETRY_AFTER_MAX_MS'),
+      idempotencyTtlMs: int(env.IDEMPOTENCY_TTL_MS, 24 * 60 * 60 * 1000, 'IDEMPOTENCY_TTL_MS'),
+      idempotencyTag: env.IDEMPOTENCY_METADATA_TAG !== '0',
     },
+    shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 8_000, 'SHUTDOWN_TIMEOUT_MS'),
+    accessLog: env.ACCESS_LOG !== '0',
     finishedJobCacheSize: int(env.FINISHED_JOB_CACHE_SIZE, 1000, 'FINISHED_JOB_CACHE_SIZE'),
     jit: env.GRAPHQL_JIT !== '0',
     fastPath: env.GRAPHQL_FAST_PATH !== '0',
     logLevel: env.LOG_LEVEL || 'info',
-    graphiql: env.GRAPHIQL !== '0',
+    graphiql: production ? env.GRAPHIQL === '1' : env.GRAPHIQL !== '0',
+    production,
+    auth: loadAuth(env, host),
+    corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
+    limits: {
+      maxDepth: positive(env.GRAPHQL_MAX_DEPTH, DEFAULT_LIMITS.maxDepth, 'GRAPHQL_MAX_DEPTH'),
+      maxAliases: int(env.GRAPHQL_MAX_ALIASES, DEFAULT_LIMITS.maxAliases, 'GRAPHQL_MAX_ALIASES'),
+      maxCost: positive(env.GRAPHQL_MAX_COST, DEFAULT_LIMITS.maxCost, 'GRAPHQL_MAX_COST'),
+      maxTokens: positive(env.GRAPHQL_MAX_TOKENS, DEFAULT_LIMITS.maxTokens, 'GRAPHQL_MAX_TOKENS'),
+      maxDirectives: int(env.GRAPHQL_MAX_DIRECTIVES, DEFAULT_LIMITS.maxDirectives, 'GRAPHQL_MAX_DIRECTIVES'),
+      maxBodyBytes: positive(env.MAX_BODY_BYTES, DEFAULT_LIMITS.maxBodyBytes, 'MAX_BODY_BYTES'),
+      maxUploadBytes: positive(env.MAX_UPLOAD_BYTES, DEFAULT_LIMITS.maxUploadBytes, 'MAX_UPLOAD_BYTES'),
+    },
   };
 }
 

@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type DocumentNode, type ExecutionResult, getOperationAST, GraphQLError } from 'graphql/index.js';
 import type { Logger } from '../log.js';
-import type { YogaServer } from './yoga.js';
+import { bodyTooLarge, securityOf, type YogaServer } from './yoga.js';
 
 /** Headers of a node request with the part of the Fetch `Headers` API that plugins and contexts use. */
 class NodeRequestHeaders {
@@ -44,6 +44,24 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
   const requestErrors = (res: ServerResponse, status: number, errors: readonly { message: string }[], ct: string) =>
     send(res, ct.startsWith('application/json') ? 200 : status, JSON.stringify({ errors: errors.map(errorJson) }), ct);
 
+  // The same body limit as yoga's path (src/http/yoga.ts, MAX_BODY_BYTES).
+  const maxBody = securityOf(yoga)?.limits.maxBodyBytes ?? MAX_JSON_BODY;
+
+  /** Lets yoga answer a request whose body was already read (rare cases: errors), through its Fetch API. */
+  const delegate = async (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
+    const headers: [string, string][] = [];
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (v === undefined || k === 'content-length' || k === 'transfer-encoding' || k === 'connection') continue;
+      headers.push([k, Array.isArray(v) ? v.join(', ') : v]);
+    }
+    const response = await yoga.fetch(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`, { method: 'POST', headers, body }, { req, res } as never);
+    const out = Buffer.from(await response.arrayBuffer());
+    const outHeaders: Record<string, string> = {};
+    response.headers.forEach((v, k) => (outHeaders[k] = v));
+    res.writeHead(response.status, { ...outHeaders, 'content-length': out.length });
+    res.end(out);
+  };
+
   return (req: IncomingMessage, res: ServerResponse): boolean => {
     if (req.method !== 'POST' || req.headers.origin !== undefined) return false;
     const type = req.headers['content-type'];
@@ -65,25 +83,23 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
     req.on('error', () => undefined);
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_JSON_BODY) tooLarge = true;
+      if (size > maxBody) tooLarge = true;
       else chunks.push(chunk);
     });
     req.on('end', () => {
-      if (tooLarge) return requestErrors(res, 413, [{ message: 'Request body is too large.' }], ct);
+      // 413 whatever the Accept header (as yoga answers).
+      if (tooLarge) return send(res, 413, JSON.stringify({ errors: [errorJson(bodyTooLarge(maxBody))] }), ct);
       void (async () => {
+        const raw = Buffer.concat(chunks, size);
         let params: { query?: unknown; variables?: unknown; operationName?: unknown; extensions?: unknown };
         try {
-          params = JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+          params = JSON.parse(raw.toString('utf8'));
         } catch {
-          return requestErrors(res, 400, [{ message: 'POST body sent invalid JSON.' }], ct);
+          return delegate(req, res, raw);
         }
-        if (!params || typeof params !== 'object' || Array.isArray(params)) {
-          return requestErrors(res, 400, [{ message: 'Expected a JSON object with a "query" (batching is not supported).' }], ct);
-        }
-        if (typeof params.query !== 'string') return requestErrors(res, 400, [{ message: 'Must provide query string.' }], ct);
-        if (params.variables != null && (typeof params.variables !== 'object' || Array.isArray(params.variables))) {
-          return requestErrors(res, 400, [{ message: 'Invalid "variables": expected an object.' }], ct);
-        }
+        // Anything but a plain request (bad JSON, a batch, a missing or mistyped parameter, an unknown one) is
+        // answered by yoga itself, so that both paths give the same status, headers and errors.
+        if (!isPlainParams(params)) return delegate(req, res, raw);
         const operationName = typeof params.operationName === 'string' ? params.operationName : undefined;
         const request = { method: 'POST', url: req.url, headers: new NodeRequestHeaders(req.headers) };
         const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped({
@@ -102,10 +118,7 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
         const errors = validate(schema, document);
         if (errors.length > 0) return requestErrors(res, 400, errors, ct);
         const operation = getOperationAST(document, operationName);
-        if (!operation) return requestErrors(res, 400, [{ message: 'Could not determine what operation to execute.' }], ct);
-        if (operation.operation === 'subscription') {
-          return requestErrors(res, 400, [{ message: 'Subscriptions need Accept: text/event-stream (SSE) or a graphql-ws websocket.' }], ct);
-        }
+        if (!operation || operation.operation === 'subscription') return delegate(req, res, raw);
         const contextValue = await contextFactory();
         const result = (await execute({
           schema,
@@ -116,6 +129,15 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
         })) as ExecutionResult & { stringify?: (r: unknown) => string };
         const out: ExecutionResult = result.errors?.length ? { ...result, errors: result.errors.map(errorJson) as never } : result;
         const body = result.stringify && !result.errors?.length ? result.stringify(out) : JSON.stringify(out);
+        if (result.errors?.length) {
+          // Errors may ask for an HTTP status and headers (the auth gate: 401/403 with WWW-Authenticate), as in yoga.
+          const { status, headers } = httpOfErrors(result.errors);
+          if (status !== 200 || headers) {
+            res.writeHead(status, { ...headers, 'content-type': ct, 'content-length': Buffer.byteLength(body) });
+            res.end(body);
+            return;
+          }
+        }
         send(res, 200, body, ct);
       })().catch((err: unknown) => {
         logger.error({ err }, 'unexpected error in the JSON fast path');
@@ -125,6 +147,34 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
     });
     return true;
   };
+}
+
+const PARAMS = new Set(['query', 'variables', 'operationName', 'extensions']);
+const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A JSON body the fast path serves: an object with a string query and well-typed optional parameters only. */
+function isPlainParams(p: unknown): p is { query: string; variables?: Record<string, unknown> | null; operationName?: string | null } {
+  if (!isObject(p)) return false;
+  const params = p as Record<string, unknown>;
+  for (const key of Object.keys(params)) if (params[key] != null && !PARAMS.has(key)) return false;
+  if (typeof params.query !== 'string') return false;
+  if (params.variables != null && !isObject(params.variables)) return false;
+  if (params.operationName != null && typeof params.operationName !== 'string') return false;
+  if (params.extensions != null && !isObject(params.extensions)) return false;
+  return true;
+}
+
+/** The status and headers errors ask for in `extensions.http` (the highest status wins), as yoga reads them. */
+function httpOfErrors(errors: readonly unknown[]): { status: number; headers?: Record<string, string> } {
+  let status = 0;
+  let headers: Record<string, string> | undefined;
+  for (const err of errors) {
+    const http = (err as GraphQLError).extensions?.http as { status?: number; headers?: Record<string, string> } | undefined;
+    if (!http) continue;
+    if (http.headers) headers = { ...headers, ...http.headers };
+    if (http.status && http.status > status) status = http.status;
+  }
+  return { status: status || 200, headers };
 }
 
 /** A GraphQL error as JSON, without yoga's internal extensions (http, unexpected). */

@@ -1,26 +1,52 @@
 /**
  * graphql-ws (subprotocol graphql-transport-ws) on /graphql of the same HTTP server, with yoga's envelop
  * (context, plugins, masked errors), as in yoga's graphql-ws recipe.
+ *
+ * Authentication happens once per connection, in `connection_init`: connectionParams
+ * `{ authorization: "Bearer …" }` (`Authorization` is accepted too). A missing or wrong token closes the socket
+ * with 4403 Forbidden (graphql-ws's code for a refused connection_init); a subscribe before the
+ * acknowledgement is closed by graphql-ws with 4401 Unauthorized. Each operation then passes the same gate as
+ * over HTTP (UNAUTHENTICATED / FORBIDDEN as an `error` message) and Pothos scope-auth.
  */
 import type { Server } from 'node:http';
 import { GraphQLError } from 'graphql/index.js';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import type { YogaServer } from './yoga.js';
+import { DEFAULT_LIMITS } from '../config.js';
+import type { GraphQLContext } from '../resolvers/context.js';
+import { type AuthResult, createAuthenticator, operationAuthError } from './auth.js';
+import { securityOf, type YogaServer } from './yoga.js';
 
 export function attachGraphQLWebSocket(httpServer: Server, yoga: YogaServer) {
-  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql' });
+  const sec = securityOf(yoga);
+  // A yoga server not made by createYogaServer has no auth configured: behave as AUTH_MODE=none.
+  const authenticator = sec?.authenticator ?? createAuthenticator({ mode: 'none' }, '');
+  const maxPayload = sec?.limits.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes;
+  // Frames larger than the HTTP body limit are refused by ws itself (close 1009).
+  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload });
+  const authOf = new WeakMap<object, AuthResult>();
   type EnvelopedRoot = { execute: (args: unknown) => unknown; subscribe: (args: unknown) => unknown };
   return useServer(
     {
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
+      onConnect: (ctx) => {
+        const result = authenticator.fromConnectionParams(ctx.connectionParams);
+        if (!result.ok) {
+          // graphql-ws would close with "Forbidden"; say why (a close reason is at most 123 bytes).
+          ctx.extra.socket.close(4403, `Forbidden: ${result.reason === 'missing' ? 'no bearer token in connectionParams.authorization' : result.reason === 'malformed' ? 'malformed bearer token' : 'invalid bearer token'}`);
+          return false;
+        }
+        authOf.set(ctx, result);
+        return true;
+      },
       onSubscribe: async (ctx, _id, params) => {
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params,
+          wsAuth: authOf.get(ctx),
         });
         let document;
         try {
@@ -31,12 +57,15 @@ export function attachGraphQLWebSocket(httpServer: Server, yoga: YogaServer) {
         }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
+        const contextValue = (await contextFactory()) as unknown as GraphQLContext;
+        const denied = operationAuthError(document, params.operationName, contextValue.auth, { http: false });
+        if (denied) return [denied];
         return {
           schema,
           operationName: params.operationName,
           document,
           variableValues: params.variables,
-          contextValue: await contextFactory(),
+          contextValue,
           rootValue: { execute, subscribe },
         };
       },

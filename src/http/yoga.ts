@@ -1,16 +1,34 @@
 /**
  * The yoga server: schema, GraphiQL, error masking and the envelop plugins. HTTP routing lives in src/app.ts.
+ *
+ * Security (issue 5), in the order a request meets it:
+ * - CORS: only origins in CORS_ORIGINS get CORS headers (none by default; same-origin GraphiQL needs none);
+ * - CSRF: a browser's cross-site "simple" request (GET, or a POST that is multipart, form-encoded or text/plain)
+ *   must carry `x-graphql-yoga-csrf` (or `apollo-require-preflight`, `graphql-preflight`) — yoga's CSRF plugin;
+ * - request size: JSON and other non-multipart bodies up to limits.maxBodyBytes (as in the fast path), multipart
+ *   bodies up to limits.maxUploadBytes + 1 MiB, one file of at most limits.maxUploadBytes;
+ * - GraphQL Armor at parse/validation: max tokens, depth, aliases, directives and cost; field suggestions are
+ *   hidden in production;
+ * - authentication (src/http/auth.ts) in the context; the operation gate before execution; Pothos scope-auth
+ *   on every root field.
+ * The envelop plugins (armor, codes, gate, masking) also run for the JSON fast path and graphql-ws, which call
+ * `getEnveloped()`; the HTTP-only plugins (CORS, CSRF, body size) have their equivalents there.
  */
 import { useGraphQlJit } from '@envelop/graphql-jit';
-import { GraphQLError } from 'graphql/index.js';
-import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
-import type { Config } from '../config.js';
+import { EnvelopArmor } from '@escape.tech/graphql-armor';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { createFetch } from '@whatwg-node/fetch';
+import { type ASTVisitor, GraphQLError, Kind, type ValidationContext } from 'graphql/index.js';
+import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { Config, Limits } from '../config.js';
 import type { Logger } from '../log.js';
+import { MAX_PAGE_SIZE } from '../resolvers/connections.js';
 import { createContext, type GraphQLContext } from '../resolvers/context.js';
 import { EXAMPLES } from '../schema/examples.js';
 import { getSchema } from '../schema/index.js';
 import type { Upstream } from '../upstream/client.js';
 import { sanitizeMessage } from '../upstream/errors.js';
+import { type AuthResult, type Authenticator, createAuthenticator, operationAuthError } from './auth.js';
 
 export type YogaServer = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
 
@@ -21,6 +39,159 @@ export interface YogaOptions {
   extendContext?: (ctx: GraphQLContext) => void;
 }
 
+/** What the other transports (fast path, graphql-ws) need to apply the same rules as yoga. */
+export interface YogaSecurity {
+  authenticator: Authenticator;
+  limits: Limits;
+}
+const security = new WeakMap<object, YogaSecurity>();
+
+/** The authenticator and limits of a yoga server made by createYogaServer. */
+export function securityOf(yoga: object): YogaSecurity | undefined {
+  return security.get(yoga);
+}
+
+/** Headers that mark a request as deliberately made by script (they force a CORS preflight in browsers). */
+export const CSRF_HEADERS = ['x-graphql-yoga-csrf', 'apollo-require-preflight', 'graphql-preflight'];
+
+/** Message and code of a body over the size limit (the fast path answers the same). */
+export const bodyTooLarge = (limit: number) =>
+  createGraphQLError(`Request body is too large: at most ${limit} bytes.`, {
+    extensions: { code: 'REQUEST_ENTITY_TOO_LARGE', http: { status: 413 } },
+  });
+
+/**
+ * `first` written as a literal outside 0–MAX_PAGE_SIZE is reported while validating the document (with the
+ * same message as the argument validation at execution, which handles variables), because GraphQL Armor's
+ * cost rule multiplies by literal `first` values and would otherwise report only a cost overrun.
+ */
+function firstArgumentRule(context: ValidationContext): ASTVisitor {
+  return {
+    Argument(node) {
+      if (node.name.value !== 'first' || node.value.kind !== Kind.INT) return;
+      const n = Number(node.value.value);
+      if (n < 0 || n > MAX_PAGE_SIZE) {
+        context.reportError(
+          new GraphQLError(`first: must be between 0 and ${MAX_PAGE_SIZE}`, {
+            nodes: [node],
+            extensions: { code: 'BAD_USER_INPUT', field: 'first' },
+          }),
+        );
+      }
+    },
+  };
+}
+
+/**
+ * Parse and validation errors get a code: GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, or (from GraphQL
+ * Armor's rules) QUERY_LIMIT_EXCEEDED with `limit` naming which one. An out-of-range literal `first` hides the
+ * cost overrun it causes.
+ */
+function useValidationRules(): Plugin {
+  const tag = (err: unknown, code: string) => {
+    if (err instanceof GraphQLError && !err.extensions.code) (err.extensions as Record<string, unknown>).code = code;
+  };
+  return {
+    onParse: () => ({ result }) => tag(result, 'GRAPHQL_PARSE_FAILED'),
+    onValidate: ({ addValidationRule }) => {
+      addValidationRule(firstArgumentRule);
+      return ({ result, setResult }) => {
+        for (const err of result) tag(err, 'GRAPHQL_VALIDATION_FAILED');
+        const badFirst = result.some((e) => e.extensions.code === 'BAD_USER_INPUT' && e.extensions.field === 'first');
+        if (badFirst) setResult(result.filter((e) => e.extensions.limit !== 'cost'));
+      };
+    },
+  };
+}
+
+/**
+ * GraphQL Armor with our limits. A rejection is reported as a validation error (Armor's default throws out of
+ * graphql-js's validate, which servers turn into a 500), says which limit (extensions.limit) and drops the
+ * misleading "Syntax Error:" prefix. The token limit applies while parsing (a parse error).
+ */
+function armorPlugins(config: Config): Plugin[] {
+  const { limits } = config;
+  const onReject = (limit: string, report: boolean) => [
+    (ctx: ValidationContext | null, err: GraphQLError) => {
+      err.message = err.message.replace(/^Syntax Error: /, '');
+      Object.assign(err.extensions as Record<string, unknown>, { code: 'QUERY_LIMIT_EXCEEDED', limit });
+      if (report) ctx?.reportError(err);
+    },
+  ];
+  const armor = new EnvelopArmor({
+    maxTokens: { n: limits.maxTokens, onReject: onReject('tokens', false), propagateOnRejection: true },
+    maxDepth: { n: limits.maxDepth, onReject: onReject('depth', true), propagateOnRejection: false, flattenFragments: true },
+    maxAliases: { n: limits.maxAliases, onReject: onReject('aliases', true), propagateOnRejection: false },
+    maxDirectives: { n: limits.maxDirectives, onReject: onReject('directives', true), propagateOnRejection: false },
+    costLimit: { maxCost: limits.maxCost, onReject: onReject('cost', true), propagateOnRejection: false },
+    // Field suggestions ("Did you mean …?") describe the schema to a prober; hidden in production.
+    blockFieldSuggestion: { enabled: config.production },
+  });
+  return armor.protect().plugins as Plugin[];
+}
+
+/** Refuses an operation whose caller lacks its scope before anything executes (see operationAuthError). */
+function useOperationGate(): Plugin<GraphQLContext> {
+  const check = ({ args, setResultAndStopExecution }: { args: { document: never; operationName?: string | null; contextValue: GraphQLContext }; setResultAndStopExecution: (r: never) => void }) => {
+    const error = operationAuthError(args.document, args.operationName, args.contextValue.auth);
+    if (error) setResultAndStopExecution({ errors: [error] } as never);
+  };
+  return { onExecute: check as never, onSubscribe: check as never };
+}
+
+/** Non-multipart bodies up to maxBodyBytes, counted while streaming too (chunked bodies have no Content-Length). */
+function useBodyLimit(limit: number): Plugin {
+  return {
+    onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
+      const type = request.headers.get('content-type') ?? '';
+      if (request.method !== 'POST' || type.toLowerCase().startsWith('multipart/form-data')) return;
+      const length = request.headers.get('content-length');
+      if (length !== null && /^\d+$/.test(length) && Number(length) > limit) throw bodyTooLarge(limit);
+      if (!requestParser || !request.body) return;
+      const parse = requestParser;
+      setRequestParser(async (req) => {
+        const reader = req.body!.getReader();
+        const chunks: Uint8Array[] = [];
+        let size = 0;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          size += value.byteLength;
+          if (size > limit) {
+            await reader.cancel().catch(() => undefined);
+            throw bodyTooLarge(limit);
+          }
+          chunks.push(value);
+        }
+        return parse(new fetchAPI.Request(req.url, { method: req.method, headers: req.headers, body: Buffer.concat(chunks) }));
+      });
+    },
+  };
+}
+
+/**
+ * yoga's CSRF prevention, for requests from browsers other than same-origin ones (CSRF is a browser attack:
+ * a request with neither an Origin nor a Sec-Fetch-Site header was not sent by a web page).
+ */
+function useCsrf(): Plugin {
+  const inner = useCSRFPrevention({ requestHeaders: CSRF_HEADERS }) as Plugin;
+  return {
+    onRequestParse(payload) {
+      const site = payload.request.headers.get('sec-fetch-site');
+      if (site === 'same-origin') return;
+      if (site === null && !payload.request.headers.has('origin')) return;
+      try {
+        return inner.onRequestParse!(payload);
+      } catch {
+        throw createGraphQLError(
+          `A cross-site browser request with a simple content type (or a GET) needs one of the headers ${CSRF_HEADERS.join(', ')} (CSRF prevention); JSON POSTs need none.`,
+          { extensions: { code: 'CSRF_HEADER_REQUIRED', http: { status: 403 } } },
+        );
+      }
+    },
+  };
+}
+
 export function createYogaServer(
   config: Config,
   upstream: Upstream,
@@ -28,10 +199,30 @@ export function createYogaServer(
   opts: YogaOptions = {},
 ): YogaServer {
   const secrets = [config.backend.apiKey, config.backend.baseURL ?? ''].filter((s) => s.length >= 4);
-  return createYoga<Record<string, unknown>, GraphQLContext>({
+  const authenticator = createAuthenticator(config.auth, config.backend.apiKey);
+  const { limits } = config;
+  const corsOrigins = new Set(config.corsOrigins);
+  const yoga = createYoga<Record<string, unknown>, GraphQLContext>({
     schema: getSchema(),
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    // One file per request, of at most maxUploadBytes; the whole multipart body at most that plus 1 MiB.
+    fetchAPI: createFetch({
+      formDataLimits: { fileSize: limits.maxUploadBytes, files: 1, fieldSize: limits.maxBodyBytes, fields: 16, parts: 32 },
+    }) as never,
+    maxRequestBodySize: limits.maxUploadBytes + 1024 * 1024,
+    batching: false,
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      if (origin === null || !corsOrigins.has(origin)) return false;
+      return {
+        origin: [origin],
+        credentials: false,
+        methods: ['GET', 'POST', 'OPTIONS'],
+        allowedHeaders: ['authorization', 'content-type', 'accept', ...CSRF_HEADERS],
+        maxAge: 600,
+      };
+    },
     logging: {
       debug: (...a: unknown[]) => logger.debug({ yoga: a.map(String) }, 'yoga'),
       info: (...a: unknown[]) => logger.info({ yoga: a.map(String) }, 'yoga'),
@@ -50,9 +241,13 @@ export function createYogaServer(
           })),
         }
       : false,
-    context: () => {
-      // Today every request uses the server's key; auth modes will pick the credential per request here.
-      const ctx = createContext(upstream, config.backend.apiKey, logger);
+    context: (initial) => {
+      // graphql-ws authenticated the connection in connection_init (src/http/websocket.ts); HTTP and SSE
+      // requests carry an Authorization header.
+      const fromSocket = (initial as { wsAuth?: AuthResult }).wsAuth;
+      const request = (initial as { request?: { headers?: { get(name: string): string | null } } }).request;
+      const auth = fromSocket ?? authenticator.fromHeader(request?.headers?.get('authorization'));
+      const ctx = createContext(upstream, auth, logger);
       opts.extendContext?.(ctx);
       return ctx;
     },
@@ -82,7 +277,16 @@ export function createYogaServer(
         });
       },
     },
-    plugins: [...(config.jit ? [useGraphQlJit() as Plugin<GraphQLContext>] : []), ...(opts.plugins ?? [])],
+    plugins: [
+      useCsrf(),
+      useBodyLimit(limits.maxBodyBytes),
+      ...armorPlugins(config),
+      useValidationRules(),
+      useOperationGate(),
+      ...(config.jit ? [useGraphQlJit() as Plugin<GraphQLContext>] : []),
+      ...(opts.plugins ?? []),
+    ],
   });
+  security.set(yoga, { authenticator, limits });
+  return yoga;
 }
-

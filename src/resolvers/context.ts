@@ -1,9 +1,13 @@
 /**
  * The GraphQL context: one per request (per subscription for websockets). Everything that touches the
- * upstream is keyed by `credential`; today it is the server's configured key, later it may come from the
- * request (auth modes), and only `createContext`'s caller changes.
+ * upstream is keyed by `credential`, which src/http/auth.ts picks per request from AUTH_MODE: the server's
+ * key (tokens, none) or the caller's own key (passthrough). A request whose authentication failed gets an
+ * empty credential and no scopes: every field refuses it, and the upstream client refuses an empty key
+ * without calling out.
  */
 import { initContextCache } from '@pothos/core';
+import type { Scope } from '../config.js';
+import type { AuthResult } from '../http/auth.js';
 import type { Logger } from '../log.js';
 import type { Upstream, UpstreamApi } from '../upstream/client.js';
 import { RequestLoaders } from './loaders.js';
@@ -15,6 +19,17 @@ import { RequestLoaders } from './loaders.js';
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface ContextExtensions {}
 
+/** Who is calling and what they may do (checked by Pothos scope-auth and the operation gate in src/http/yoga.ts). */
+export interface RequestAuth {
+  /** False when the request carried no valid credential (then `scopes` is empty). */
+  authenticated: boolean;
+  scopes: ReadonlySet<Scope>;
+  /** For logs only: `anonymous`, `token:<name>`, `key:<hash prefix>` or `unauthenticated`. */
+  principalId: string;
+  /** Why authentication failed, for the UNAUTHENTICATED error. */
+  failure?: string;
+}
+
 export interface GraphQLContext extends Partial<ContextExtensions> {
   /** The upstream credential of this request. Never logged, never returned. */
   credential: string;
@@ -22,16 +37,37 @@ export interface GraphQLContext extends Partial<ContextExtensions> {
   api: UpstreamApi;
   /** Per-request loaders (events/checkpoints pages, metrics); jobs and files load through Pothos loadables. */
   loaders: RequestLoaders;
+  auth: RequestAuth;
   logger?: Logger;
 }
 
-export function createContext(upstream: Upstream, credential: string, logger?: Logger): GraphQLContext {
-  const api = upstream.forCredential(credential);
+const ALL_SCOPES: ReadonlySet<Scope> = new Set<Scope>(['read', 'write']);
+const NO_SCOPES: ReadonlySet<Scope> = new Set<Scope>();
+
+/**
+ * A context for `credential` with every scope (the server's own key, or tests). `auth` may narrow it:
+ * pass an AuthResult from src/http/auth.ts.
+ */
+export function createContext(upstream: Upstream, credential: string | AuthResult, logger?: Logger): GraphQLContext {
+  let auth: RequestAuth;
+  let key: string;
+  if (typeof credential === 'string') {
+    key = credential;
+    auth = { authenticated: true, scopes: ALL_SCOPES, principalId: 'anonymous' };
+  } else if (credential.ok) {
+    key = credential.principal.credential;
+    auth = { authenticated: true, scopes: credential.principal.scopes, principalId: credential.principal.id };
+  } else {
+    key = '';
+    auth = { authenticated: false, scopes: NO_SCOPES, principalId: 'unauthenticated', failure: credential.message };
+  }
+  const api = upstream.forCredential(key);
   return {
     ...initContextCache(),
-    credential,
+    credential: key,
     api,
     loaders: new RequestLoaders(api),
-    logger,
+    auth,
+    logger: logger && auth.principalId !== 'anonymous' ? logger.child({ principal: auth.principalId }) : logger,
   };
 }

@@ -6,16 +6,21 @@ import SchemaBuilder from '@pothos/core';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import RelayPlugin from '@pothos/plugin-relay';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
+import type { GraphQLResolveInfo } from 'graphql/index.js';
+import type { Scope } from '../config.js';
 import type { GraphQLContext } from '../resolvers/context.js';
 import { decodeGlobalId } from '../resolvers/ids.js';
-import { ValidationError } from '../upstream/errors.js';
+import { ForbiddenError, UnauthenticatedError, ValidationError } from '../upstream/errors.js';
 
 export interface SchemaTypes {
   Context: GraphQLContext;
   DefaultFieldNullability: false;
   DefaultEdgesNullability: false;
   DefaultNodeNullability: false;
+  /** `read` for queries and subscriptions, `write` for mutations (src/http/auth.ts gives each caller theirs). */
+  AuthScopes: { read: boolean; write: boolean };
   Scalars: {
     ID: { Input: string; Output: string };
     DateTime: { Input: Date; Output: Date };
@@ -32,9 +37,33 @@ export function issuePath(issue: Issue, fallback: string): string {
   return parts.length ? parts.join('.') : fallback;
 }
 
+/** The scope each root type needs. The operation gate (src/http/yoga.ts) applies the same table. */
+export const ROOT_SCOPES = { query: 'read', mutation: 'write', subscription: 'read' } as const satisfies Record<string, Scope>;
+
+/** UNAUTHENTICATED without a valid credential, FORBIDDEN when the credential lacks the scope. */
+export function authError(ctx: GraphQLContext, scope: Scope, what: string): Error {
+  if (!ctx.auth.authenticated) return new UnauthenticatedError(ctx.auth.failure ?? 'Authentication required.');
+  return new ForbiddenError(`This token lacks the "${scope}" scope, which ${what} needs.`);
+}
+
+function scopeOfRoot(info: GraphQLResolveInfo): Scope {
+  return info.parentType.name === 'Mutation' ? ROOT_SCOPES.mutation : info.parentType.name === 'Subscription' ? ROOT_SCOPES.subscription : ROOT_SCOPES.query;
+}
+
 export const builder = new SchemaBuilder<SchemaTypes>({
-  // Order matters: errors wraps validation (so invalid input becomes a ValidationError result) and dataloader.
-  plugins: [ErrorsPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin],
+  // Order matters: scope-auth first (nothing runs before the scope check inside the resolver; argument
+  // validation runs earlier, which is why src/http/yoga.ts also checks scopes before execution); errors wraps
+  // validation (so invalid input becomes a ValidationError result) and dataloader.
+  plugins: [ScopeAuthPlugin, ErrorsPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin],
+  scopeAuth: {
+    // Subscriptions are checked once, when they start, not for every event.
+    authorizeOnSubscribe: true,
+    authScopes: (ctx) => ({ read: ctx.auth.scopes.has('read'), write: ctx.auth.scopes.has('write') }),
+    unauthorizedError: (_parent, ctx, info) => {
+      const scope = scopeOfRoot(info);
+      return authError(ctx, scope, `${info.parentType.name}.${info.fieldName}`);
+    },
+  },
   defaultFieldNullability: false,
   errors: {
     // Mutation inputs that fail validation become ValidationError results (data), not top-level errors.
@@ -68,7 +97,10 @@ export const builder = new SchemaBuilder<SchemaTypes>({
   },
 });
 
-builder.queryType({ description: 'Fine-tuning jobs and files.' });
-builder.mutationType({ description: 'Create and steer fine-tuning jobs; upload and delete files.' });
+builder.queryType({ description: 'Fine-tuning jobs and files. Needs the `read` scope.', authScopes: { read: true } });
+builder.mutationType({
+  description: 'Create and steer fine-tuning jobs; upload and delete files. Needs the `write` scope.',
+  authScopes: { write: true },
+});
 // No Subscription type yet: an object type without fields is invalid GraphQL. The live-updates module
 // declares it (builder.subscriptionType({ fields: ... })) in its own file under src/schema/.

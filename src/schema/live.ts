@@ -66,7 +66,8 @@ function unwrap<T>(payload: T | LiveFailure): T {
 
 builder.subscriptionType({
   description:
-    'Live updates, over graphql-ws (websocket, subprotocol graphql-transport-ws, on /graphql) or SSE (POST /graphql with Accept: text/event-stream). However many clients watch a job, the server polls the upstream once per interval for it.',
+    'Live updates, over graphql-ws (websocket, subprotocol graphql-transport-ws, on /graphql) or SSE (POST /graphql with Accept: text/event-stream). However many clients watch a job, the server polls the upstream once per interval for it. Needs the `read` scope.',
+  authScopes: { read: true },
   fields: (t) => ({
     fineTuningJobEvents: t.field({
       type: EventRef,

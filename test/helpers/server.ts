@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { startServer, type RunningServer } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { registerEnvSecrets } from '../security/leak-state.js';
 
 export interface GqlResult<T = any> {
   status: number;
@@ -15,11 +16,17 @@ export interface GqlResult<T = any> {
   errors?: { message: string; path?: (string | number)[]; extensions?: Record<string, any> }[];
 }
 
+export interface RequestOptions {
+  /** Bearer token for this request (overrides the handle's default `token`); null sends no Authorization. */
+  token?: string | null;
+  headers?: Record<string, string>;
+}
+
 export interface ApiHandle extends RunningServer {
-  /** POST /graphql with JSON. */
-  gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<GqlResult<T>>;
+  /** POST /graphql with JSON (with `Authorization: Bearer <token>` when the handle or the call has a token). */
+  gql<T = any>(query: string, variables?: Record<string, unknown>, opts?: RequestOptions): Promise<GqlResult<T>>;
   /** uploadFile through the GraphQL multipart request spec (FormData + fetch). */
-  upload(content: string | Uint8Array, filename: string, purpose?: string): Promise<GqlResult>;
+  upload(content: string | Uint8Array, filename: string, purpose?: string, opts?: RequestOptions): Promise<GqlResult>;
   /** Every raw response body so far. */
   bodies: string[];
   /** Everything the server logged so far. */
@@ -30,15 +37,24 @@ export async function startApi(opts: {
   baseURL: string;
   apiKey?: string;
   env?: Record<string, string>;
+  /** Default bearer token of gql() and upload() (AUTH_MODE tokens or passthrough). */
+  token?: string;
 }): Promise<ApiHandle> {
-  const config = loadConfig({
+  const env = {
     OPENAI_BASE_URL: opts.baseURL,
     OPENAI_API_KEY: opts.apiKey ?? 'sk-test-alice',
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'debug',
     ...opts.env,
-  });
+  };
+  // The secret-leak check of the suite looks for these in every response and log line.
+  registerEnvSecrets(env);
+  const config = loadConfig(env);
+  const authHeaders = (o?: RequestOptions): Record<string, string> => {
+    const token = o?.token === undefined ? opts.token : o.token;
+    return { ...(token ? { authorization: `Bearer ${token}` } : {}), ...o?.headers };
+  };
   let logText = '';
   const logStream = new Writable({
     write(chunk, _enc, cb) {
@@ -66,15 +82,19 @@ export async function startApi(opts: {
     ...server,
     bodies,
     logs: () => logText,
-    async gql(query, variables) {
+    async gql(query, variables, o) {
       const res = await fetch(endpoint, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/graphql-response+json, application/json',
+          ...authHeaders(o),
+        },
         body: JSON.stringify({ query, variables }),
       });
       return read(res);
     },
-    async upload(content, filename, purpose = 'FINE_TUNE') {
+    async upload(content, filename, purpose = 'FINE_TUNE', o) {
       const form = new FormData();
       form.set(
         'operations',
@@ -92,7 +112,7 @@ export async function startApi(opts: {
       );
       form.set('map', JSON.stringify({ 0: ['variables.file'] }));
       form.set('0', new Blob([typeof content === 'string' ? content : Buffer.from(content)], { type: 'application/jsonl' }), filename);
-      const res = await fetch(endpoint, { method: 'POST', body: form });
+      const res = await fetch(endpoint, { method: 'POST', body: form, headers: authHeaders(o) });
       return read(res);
     },
   };
