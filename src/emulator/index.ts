@@ -5,12 +5,14 @@
  *   const emulator = createEmulator({ dbPath: ':memory:', stepMs: 10 });
  *   emulator.start();                       // starts the scheduler, recovers unfinished jobs
  *   serve({ fetch: emulator.fetch });       // every route is under /v1
+ *   emulator.setFaults({ errorRate: 0.2 }); // fault injection at run time (faults.ts); undefined turns it off
  *   await emulator.close();
  */
 import { Hono } from 'hono';
 import { routePath } from 'hono/route';
 import { authMiddleware } from './auth.js';
 import { ApiError } from './errors.js';
+import { ConnectionDropped, type FaultOptions, faultOf, Faults } from './faults.js';
 import { type EmulatorEnv, errorResponse } from './http.js';
 import { type EmulatorOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { fileRoutes } from './routes/files.js';
@@ -24,7 +26,8 @@ export type { EmulatorOptions, FaultOptions, RequestInfo } from './options.js';
 export interface Emulator {
   /** The Hono app; routes are under /v1/... */
   app: Hono<EmulatorEnv>;
-  fetch(req: Request): Response | Promise<Response>;
+  /** The service as a fetch handler. `env` is @hono/node-server's `{ incoming, outgoing }` (lets faults drop the socket). */
+  fetch(req: Request, env?: unknown): Response | Promise<Response>;
   /** Start the scheduler and pick up every unfinished job from the database. */
   start(): void;
   /** Stop every timer and close the database. */
@@ -32,6 +35,10 @@ export interface Emulator {
   /** Resolved options (step time, database path, …). */
   readonly options: ResolvedOptions;
   readonly store: Store;
+  /** Replaces the fault injection for the requests from now on; undefined turns it off (see faults.ts). */
+  setFaults(faults: FaultOptions | undefined): void;
+  /** The faults in effect. */
+  readonly faults: FaultOptions | undefined;
 }
 
 function defaultLog(msg: string, err?: unknown): void {
@@ -45,25 +52,39 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
   const log = defaultLog;
   const scheduler = new Scheduler(store, opts, training, log);
   const app = new Hono<EmulatorEnv>();
+  const faults = new Faults(opts.faults);
 
-  // Report each request (method, path, route pattern, status, org) once its response is ready.
+  // Report each request (method, path, route pattern, status, org, injected fault) once its response is ready
+  // (or once a fault dropped it: then `finally`, with status 0 when no handler answered).
   app.use('*', async (c, next) => {
-    await next();
-    if (!opts.onRequest) return;
-    const pattern = routePath(c, -1);
-    const matched = pattern && pattern !== '*' && pattern !== '/*' && pattern !== '/v1/*';
+    let dropped = false;
     try {
-      opts.onRequest({
-        method: c.req.method,
-        path: c.req.path,
-        route: `${c.req.method} ${matched ? pattern : '<unmatched>'}`,
-        status: c.res.status,
-        orgId: c.get('orgId'),
-      });
+      await next();
     } catch (err) {
-      log('onRequest hook threw', err);
+      dropped = err instanceof ConnectionDropped;
+      throw err;
+    } finally {
+      if (opts.onRequest) {
+        const pattern = routePath(c, -1);
+        const matched = pattern && pattern !== '*' && pattern !== '/*' && pattern !== '/v1/*';
+        const fault = faultOf(c.req.raw);
+        try {
+          opts.onRequest({
+            method: c.req.method,
+            path: c.req.path,
+            route: `${c.req.method} ${matched ? pattern : '<unmatched>'}`,
+            status: dropped && fault === 'hang' ? 0 : c.res.status,
+            orgId: c.get('orgId'),
+            ...(fault ? { fault } : {}),
+          });
+        } catch (err) {
+          log('onRequest hook threw', err);
+        }
+      }
     }
   });
+  // Injected faults come before authentication (as a proxy's or a load balancer's would).
+  app.use('/v1/*', faults.middleware());
   app.use('/v1/*', authMiddleware());
 
   const deps = {
@@ -82,16 +103,32 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
       log,
     ),
   );
-  app.onError((err, c) => errorResponse(err, c, log));
+  app.onError((err, c) => {
+    if (err instanceof ConnectionDropped) throw err; // no response at all
+    return errorResponse(err, c, log);
+  });
 
   let closed = false;
   return {
     app,
-    fetch: (req: Request) => app.fetch(req),
+    fetch: (req: Request, env?: unknown) => {
+      if (!opts.honourIdempotencyKeys && req.headers.has('idempotency-key')) {
+        // An upstream without idempotency support: the header never reaches the routes.
+        const headers = new Headers(req.headers);
+        headers.delete('idempotency-key');
+        req = new Request(req, { headers });
+      }
+      return app.fetch(req, env as object | undefined);
+    },
+    setFaults: (next: FaultOptions | undefined) => faults.set(next),
+    get faults() {
+      return faults.options;
+    },
     start: () => scheduler.start(),
     close: async () => {
       if (closed) return;
       closed = true;
+      faults.close();
       scheduler.close();
       store.close();
     },

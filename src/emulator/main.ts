@@ -1,11 +1,14 @@
 /**
  * The local fine-tuning service on its own: `npm run emulator`.
  *   PORT (default 4010), HOST (default 127.0.0.1), EMULATOR_DB (default ./data/emulator.db),
- *   EMULATOR_STEP_MS (default 200).
+ *   EMULATOR_STEP_MS (default 200),
+ *   EMULATOR_FAULTS (fault injection, a JSON object of FaultOptions, e.g. '{"errorRate":0.2,"seed":1}'; see faults.ts),
+ *   EMULATOR_HONOUR_IDEMPOTENCY_KEYS (default 1; 0 ignores Idempotency-Key like an upstream without support).
  * Closes cleanly on SIGTERM/SIGINT.
  */
 import { createServer } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
+import { describeFaults } from './faults.js';
 import { createEmulator } from './index.js';
 
 const port = Number(process.env.PORT ?? 4010);
@@ -19,9 +22,10 @@ server.listen(port, host, () => {
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   emulator.start();
-  const { dbPath, stepMs } = emulator.options;
+  const { dbPath, stepMs, faults, honourIdempotencyKeys } = emulator.options;
+  const extra = `${faults ? `, faults: ${describeFaults(faults)}` : ''}${honourIdempotencyKeys ? '' : ', Idempotency-Key ignored'}`;
   process.stdout.write(
-    `fine-tuning emulator listening on http://${host}:${actualPort}/v1 (db ${dbPath}, step ${stepMs} ms)\n`,
+    `fine-tuning emulator listening on http://${host}:${actualPort}/v1 (db ${dbPath}, step ${stepMs} ms${extra})\n`,
   );
 });
 
@@ -31,6 +35,8 @@ function shutdown(): void {
   stopping = true;
   const force = setTimeout(() => process.exit(1), 5000);
   force.unref();
+  // Requests held by injected hangs are dropped, so that the close below does not wait for them.
+  emulator.setFaults(undefined);
   server.close(() => {
     void emulator.close().then(() => process.exit(0));
   });

@@ -1,4 +1,5 @@
 /** Options of the local fine-tuning service, with their defaults. */
+import { type FaultKind, type FaultOptions, faultsFromEnv } from './faults.js';
 
 export interface RequestInfo {
   method: string;
@@ -9,25 +10,11 @@ export interface RequestInfo {
   status: number;
   /** Organization of the caller, when the key was valid. */
   orgId?: string;
+  /** The fault injected into this request, if any (see faults.ts); `status` is 0 when nothing was answered. */
+  fault?: FaultKind;
 }
 
-/**
- * Fault injection, for a later issue (error rate, latency, 429 with Retry-After, 500, dropped connections).
- * Accepted and kept on the emulator today, but nothing reads it yet.
- */
-export interface FaultOptions {
-  /** Share of requests (0–1) that fail. */
-  errorRate?: number;
-  /** Extra latency per request, in ms (a fixed value or a [min, max] range). */
-  latencyMs?: number | [number, number];
-  /** Status of injected failures: 429 (with Retry-After) or 500. */
-  status?: 429 | 500;
-  retryAfterSeconds?: number;
-  /** Share of requests (0–1) whose connection is dropped without a response. */
-  dropRate?: number;
-  /** Only requests whose route matches (e.g. "GET /v1/fine_tuning/jobs/:id"). */
-  routes?: string[];
-}
+export type { FaultKind, FaultOptions } from './faults.js';
 
 export interface EmulatorOptions {
   /** SQLite path or ':memory:'. Default: $EMULATOR_DB or ./data/emulator.db. */
@@ -42,8 +29,13 @@ export interface EmulatorOptions {
   synchronous?: 'NORMAL' | 'FULL';
   /** How long idempotency keys are kept, in ms. Default 24 h. */
   idempotencyTtlMs?: number;
-  /** Reserved for fault injection (see FaultOptions); not applied yet. */
+  /** Fault injection (see faults.ts), off by default. When the key is absent: $EMULATOR_FAULTS (JSON) if set. */
   faults?: FaultOptions;
+  /**
+   * Honour `Idempotency-Key` on POSTs (default true; $EMULATOR_HONOUR_IDEMPOTENCY_KEYS=0 turns it off). With
+   * false the header is ignored, like an upstream without idempotency support, so each repeat creates again.
+   */
+  honourIdempotencyKeys?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -54,6 +46,7 @@ export interface ResolvedOptions {
   synchronous: 'NORMAL' | 'FULL';
   idempotencyTtlMs: number;
   faults?: FaultOptions;
+  honourIdempotencyKeys: boolean;
   /** validating_files lasts this long (scales with stepMs). */
   validationMs: number;
   /** queued lasts this long (scales with stepMs). */
@@ -78,7 +71,8 @@ export function resolveOptions(opts: EmulatorOptions = {}): ResolvedOptions {
     ),
     synchronous: opts.synchronous ?? 'NORMAL',
     idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 60 * 60 * 1000,
-    faults: opts.faults,
+    faults: 'faults' in opts ? opts.faults : faultsFromEnv(process.env.EMULATOR_FAULTS),
+    honourIdempotencyKeys: opts.honourIdempotencyKeys ?? process.env.EMULATOR_HONOUR_IDEMPOTENCY_KEYS !== '0',
     validationMs: 5 * stepMs,
     queueMs: 5 * stepMs,
   };
