@@ -1,17 +1,32 @@
 /**
  * The upstream client: the official `openai` SDK, one client per credential (a small LRU), sharing one
- * keep-alive connection pool. Reads retry (connection failures, timeouts, 5xx, short 429s) with backoff
- * and jitter; creates and state changes are never retried blindly (only with a caller's idempotency key).
+ * keep-alive connection pool. Each call has a time budget; reads retry (dropped connections, 5xx, 429s with a
+ * short Retry-After) with full-jitter backoff; creates and state changes are never sent twice blindly (see
+ * retry.ts). createJob with an idempotency key is idempotent here, whatever the upstream does with the key
+ * (see createJob and idempotency.ts).
  *
  * Finished jobs (succeeded, failed, cancelled) never change, so they are cached per credential in a
  * bounded LRU, with their events pages, checkpoints pages and training metrics.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import OpenAI, { toFile } from 'openai';
 import { Agent } from 'undici';
 import type { Logger } from '../log.js';
-import { isRetryable, mapUpstreamError, type MapOptions, retryAfterMs, UnauthenticatedError } from './errors.js';
+import {
+  ConflictError,
+  mapUpstreamError,
+  type MapOptions,
+  UnauthenticatedError,
+  ValidationError,
+} from './errors.js';
+import {
+  fingerprintOf,
+  type IdempotencyStore,
+  idempotencyStoreKey,
+  InMemoryIdempotencyStore,
+} from './idempotency.js';
+import { classifyFailure, DEFAULT_RETRY_POLICY, nextDelay, type RetryPolicy, sleep } from './retry.js';
 import { isTerminal, type Page, type RawCheckpoint, type RawEvent, type RawFile, type RawJob } from './types.js';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -20,9 +35,25 @@ export interface UpstreamOptions {
   baseURL: string;
   /** A fetch to use instead of the pooled one (the embedded service is called in-process this way). */
   fetch?: FetchLike;
+  /** Budget of one call, all attempts included (UPSTREAM_TIMEOUT_MS). Default 30 s. */
   timeoutMs?: number;
+  /** Retries of reads, 429s and connections never made (UPSTREAM_READ_RETRIES). Default 3. */
   readRetries?: number;
+  /** Longest Retry-After waited for (UPSTREAM_RETRY_AFTER_MAX_MS). Default 5 s. */
+  retryAfterMaxMs?: number;
+  /** Backoff base and ceiling in ms (defaults 100 and 2000). */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
   connections?: number;
+  /** Idempotency keys of createJob. Default: an in-memory store (one process). */
+  idempotencyStore?: IdempotencyStore<RawJob>;
+  /** How long idempotency keys are kept (IDEMPOTENCY_TTL_MS). Default 24 h. */
+  idempotencyTtlMs?: number;
+  /**
+   * Tag idempotent creates with metadata `gateway_idempotency_key` (a hash), so that a create whose response was
+   * lost can be found upstream instead of being sent again. Default true (IDEMPOTENCY_METADATA_TAG=0 turns it off).
+   */
+  idempotencyTag?: boolean;
   /** Finished jobs kept (per all credentials); each also holds a few pages. 0 disables. */
   finishedJobCacheSize?: number;
   /** Upper bound of the finished-job cache in (JSON) bytes. Default 64 MiB. */
@@ -30,10 +61,16 @@ export interface UpstreamOptions {
   logger?: Logger;
 }
 
-/** Longest Retry-After a read waits for by itself before reporting RATE_LIMITED to the client. */
-const MAX_RETRY_AFTER_WAIT_MS = 1000;
+/** Metadata key of the tag of idempotent creates (see createJob). */
+export const IDEMPOTENCY_TAG_KEY = 'gateway_idempotency_key';
+/** OpenAI allows 16 metadata pairs. */
+const MAX_METADATA_KEYS = 16;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CREATE_MAP: MapOptions = { fieldPrefix: 'input', defaultField: 'input' };
+
+/** Per-attempt request options for the SDK: what is left of the call's budget, and no SDK retries. */
+type CallOptions = { timeout: number; maxRetries: 0 };
+type Call<T> = (client: OpenAI, options: CallOptions) => Promise<T>;
 
 function headersObject(h: RequestInit['headers']): Record<string, string> {
   if (!h) return {};
@@ -165,9 +202,21 @@ export class Upstream {
   private readonly clients = new LRUCache<string, UpstreamApi>({ max: 256 });
   /** Finished-job data of every credential; keys start with the credential's hash. */
   readonly finished?: LRUCache<string, object>;
+  readonly policy: RetryPolicy;
+  readonly idempotency: IdempotencyStore<RawJob>;
+  /** Idempotent creates running in this process, by store key: repeats wait for them. */
+  readonly creating = new Map<string, { fingerprint: string; result: Promise<RawJob> }>();
 
   constructor(private readonly opts: UpstreamOptions) {
     this.baseURL = opts.baseURL.replace(/\/+$/, '');
+    this.policy = {
+      timeoutMs: opts.timeoutMs ?? DEFAULT_RETRY_POLICY.timeoutMs,
+      maxRetries: opts.readRetries ?? DEFAULT_RETRY_POLICY.maxRetries,
+      retryAfterMaxMs: opts.retryAfterMaxMs ?? DEFAULT_RETRY_POLICY.retryAfterMaxMs,
+      backoffBaseMs: opts.backoffBaseMs ?? DEFAULT_RETRY_POLICY.backoffBaseMs,
+      backoffMaxMs: opts.backoffMaxMs ?? DEFAULT_RETRY_POLICY.backoffMaxMs,
+    };
+    this.idempotency = opts.idempotencyStore ?? new InMemoryIdempotencyStore<RawJob>();
     if (opts.fetch) {
       this.fetch = opts.fetch;
     } else {
@@ -200,10 +249,12 @@ export class Upstream {
     return api;
   }
 
+  /** Closes the connection pool (after in-flight calls end) and the idempotency store. */
   async close(): Promise<void> {
     this.clients.clear();
     this.finished?.clear();
     await this.agent?.close();
+    await this.idempotency.close();
   }
 }
 
@@ -212,7 +263,7 @@ export class UpstreamApi {
   /** A hash of the credential: the partition key of caches (the credential itself is never stored as a key). */
   readonly credentialId: string;
   private readonly secrets: string[];
-  private readonly readRetries: number;
+  private readonly policy: RetryPolicy;
   /**
    * Event and checkpoint ids seen in pages → their job id. The upstream has no endpoint to fetch one event or
    * checkpoint by id, so `node(id)` finds them through the job they were seen with.
@@ -221,12 +272,13 @@ export class UpstreamApi {
 
   constructor(
     private readonly upstream: Upstream,
-    credential: string,
-    opts: UpstreamOptions,
+    /** Never logged nor returned; used for the SDK and for idempotency store keys (hashed). */
+    private readonly credential: string,
+    private readonly opts: UpstreamOptions,
     fetchImpl: FetchLike,
   ) {
     this.credentialId = createHash('sha256').update(credential).digest('base64url').slice(0, 22);
-    this.readRetries = opts.readRetries ?? 2;
+    this.policy = upstream.policy;
     let host = '';
     try {
       host = new URL(upstream.baseURL).host;
@@ -241,7 +293,7 @@ export class UpstreamApi {
           baseURL: upstream.baseURL,
           fetch: fetchImpl as never,
           maxRetries: 0,
-          timeout: opts.timeoutMs ?? 30_000,
+          timeout: this.policy.timeoutMs,
           logLevel: 'off',
         })
       : null;
@@ -256,33 +308,35 @@ export class UpstreamApi {
     return mapUpstreamError(err, { ...opts, secrets: this.secrets });
   }
 
-  /** A read, retried on connection failures, timeouts, 5xx and short 429s, with exponential backoff and jitter. */
-  private async read<T>(fn: (client: OpenAI) => Promise<T>, opts: MapOptions = {}): Promise<T> {
+  /**
+   * One logical call: attempts within the call's time budget, retried as retry.ts decides for `mode` (reads retry
+   * anything transient; writes only what certainly did not reach the upstream: 429s, refused connections).
+   */
+  private async call<T>(fn: Call<T>, mode: 'read' | 'write', opts: MapOptions = {}, deadline = Date.now() + this.policy.timeoutMs): Promise<T> {
     const client = this.sdk();
     for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - Date.now();
+      if (remaining < 1) throw this.map(new OpenAI.APIConnectionTimeoutError(), opts);
       try {
-        return await fn(client);
+        return await fn(client, { timeout: remaining, maxRetries: 0 });
       } catch (err) {
-        if (attempt >= this.readRetries || !isRetryable(err)) throw this.map(err, opts);
-        let delay = Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
-        if (err instanceof OpenAI.APIError && err.status === 429) {
-          const after = retryAfterMs(err.headers) ?? delay;
-          if (after > MAX_RETRY_AFTER_WAIT_MS) throw this.map(err, opts);
-          delay = Math.max(delay, after);
-        }
+        const delay = nextDelay(this.policy, err, mode, attempt, deadline - Date.now());
+        if (delay === undefined) throw this.map(err, opts);
+        this.opts.logger?.debug(
+          { attempt: attempt + 1, failure: classifyFailure(err), status: (err as { status?: number }).status, retryInMs: Math.round(delay) },
+          'upstream call failed; retrying',
+        );
         await sleep(delay);
       }
     }
   }
 
-  /** A write: one attempt, or retries only when the caller gave an idempotency key. */
-  private async write<T>(fn: (client: OpenAI) => Promise<T>, opts: MapOptions, idempotent: boolean): Promise<T> {
-    if (idempotent) return this.read(fn, opts);
-    try {
-      return await fn(this.sdk());
-    } catch (err) {
-      throw this.map(err, opts);
-    }
+  private read<T>(fn: Call<T>, opts: MapOptions = {}, deadline?: number): Promise<T> {
+    return this.call(fn, 'read', opts, deadline);
+  }
+
+  private write<T>(fn: Call<T>, opts: MapOptions = {}): Promise<T> {
+    return this.call(fn, 'write', opts);
   }
 
   indexChild(childId: string, jobId: string): void {
@@ -328,7 +382,7 @@ export class UpstreamApi {
   async retrieveJob(id: string): Promise<RawJob> {
     const hit = this.cachedJob(id);
     if (hit) return hit;
-    const job = (await this.read((c) => c.fineTuning.jobs.retrieve(id), {
+    const job = (await this.read((c, o) => c.fineTuning.jobs.retrieve(id, o), {
       resource: `fine-tuning job ${id}`,
       defaultField: 'id',
     })) as unknown as RawJob;
@@ -337,12 +391,15 @@ export class UpstreamApi {
 
   async listJobs(params: { after?: string | null; limit: number; metadata?: Record<string, string> | null }) {
     const page = await this.read(
-      (c) =>
-        c.fineTuning.jobs.list({
-          limit: params.limit,
-          ...(params.after ? { after: params.after } : {}),
-          ...(params.metadata ? { metadata: params.metadata } : {}),
-        }),
+      (c, o) =>
+        c.fineTuning.jobs.list(
+          {
+            limit: params.limit,
+            ...(params.after ? { after: params.after } : {}),
+            ...(params.metadata ? { metadata: params.metadata } : {}),
+          },
+          o,
+        ),
       { defaultField: 'after' },
     );
     const data = page.data as unknown as RawJob[];
@@ -352,11 +409,15 @@ export class UpstreamApi {
 
   async listEvents(jobId: string, params: { after?: string | null; limit: number }): Promise<Page<RawEvent>> {
     const page = await this.read(
-      (c) =>
-        c.fineTuning.jobs.listEvents(jobId, {
-          limit: params.limit,
-          ...(params.after ? { after: params.after } : {}),
-        }),
+      (c, o) =>
+        c.fineTuning.jobs.listEvents(
+          jobId,
+          {
+            limit: params.limit,
+            ...(params.after ? { after: params.after } : {}),
+          },
+          o,
+        ),
       { resource: `fine-tuning job ${jobId}`, defaultField: 'after' },
     );
     return { data: page.data as unknown as RawEvent[], has_more: page.has_more };
@@ -364,42 +425,171 @@ export class UpstreamApi {
 
   async listCheckpoints(jobId: string, params: { after?: string | null; limit: number }): Promise<Page<RawCheckpoint>> {
     const page = await this.read(
-      (c) =>
-        c.fineTuning.jobs.checkpoints.list(jobId, {
-          limit: params.limit,
-          ...(params.after ? { after: params.after } : {}),
-        }),
+      (c, o) =>
+        c.fineTuning.jobs.checkpoints.list(
+          jobId,
+          {
+            limit: params.limit,
+            ...(params.after ? { after: params.after } : {}),
+          },
+          o,
+        ),
       { resource: `fine-tuning job ${jobId}`, defaultField: 'after' },
     );
     return { data: page.data as unknown as RawCheckpoint[], has_more: page.has_more };
   }
 
+  /**
+   * Creates a job. Without an idempotency key: sent once (again only after a 429 or a refused connection, which
+   * certainly did nothing), so an ambiguous failure (dropped connection, 5xx, timeout) is reported, never doubled.
+   *
+   * With a key, idempotent on this side whatever the upstream does with `Idempotency-Key` (which is sent too):
+   * - the key is claimed in the IdempotencyStore (per credential, 24 h); a repeat gets the first job back (the
+   *   job as the create returned it, without an upstream call); the same key with other input is a
+   *   ValidationError on `input.idempotencyKey`; concurrent repeats wait for the first and get its outcome;
+   * - the job is tagged with metadata `gateway_idempotency_key` (a hash of credential and key), so after an
+   *   ambiguous failure the gateway looks the job up (list filtered by that metadata) before sending the create
+   *   again: a create whose response was lost is found, not doubled. If the budget runs out first, the key is kept
+   *   as `unknown` and the client's next repeat does the lookup. Without room for the tag (16 metadata pairs
+   *   already) or with IDEMPOTENCY_METADATA_TAG=0, ambiguous failures are not retried.
+   * Remaining window: a create that times out here and lands upstream only after the next repeat's lookup.
+   */
   async createJob(body: Record<string, unknown>, idempotencyKey?: string | null): Promise<RawJob> {
-    const job = await this.write(
-      (c) =>
-        c.fineTuning.jobs.create(body as never, {
-          // The OpenAI client does not send the SDK's idempotencyKey option, so the header is set here.
-          ...(idempotencyKey ? { headers: { 'Idempotency-Key': idempotencyKey } } : {}),
-        }),
-      { fieldPrefix: 'input', defaultField: 'input' },
-      Boolean(idempotencyKey),
+    if (!idempotencyKey) {
+      const job = await this.write((c, o) => c.fineTuning.jobs.create(body as never, o), CREATE_MAP);
+      return this.noteJob(job as unknown as RawJob);
+    }
+    return this.noteJob(await this.idempotentCreate(body, idempotencyKey));
+  }
+
+  private async idempotentCreate(body: Record<string, unknown>, key: string): Promise<RawJob> {
+    const up = this.upstream;
+    const storeKey = idempotencyStoreKey(this.credential, key);
+    const fingerprint = fingerprintOf(body);
+    const deadline = Date.now() + this.policy.timeoutMs;
+    const reused = () =>
+      new ValidationError(
+        'This idempotencyKey was already used with different input; use a new key for a different job (keys are kept 24 h).',
+        'input.idempotencyKey',
+      );
+    for (let poll = 0; ; poll++) {
+      const local = up.creating.get(storeKey);
+      if (local) {
+        if (local.fingerprint !== fingerprint) throw reused();
+        return local.result; // the first request's outcome, job or error
+      }
+      const owner = randomUUID();
+      const claim = await up.idempotency.claim(storeKey, {
+        fingerprint,
+        owner,
+        leaseMs: this.policy.timeoutMs + 5_000,
+        ttlMs: this.opts.idempotencyTtlMs ?? 24 * 60 * 60 * 1000,
+      });
+      if (claim.claimed) {
+        const result = this.createClaimed(storeKey, owner, body, key, claim.attempted, deadline);
+        up.creating.set(storeKey, { fingerprint, result });
+        try {
+          return await result;
+        } finally {
+          if (up.creating.get(storeKey)?.result === result) up.creating.delete(storeKey);
+        }
+      }
+      const record = claim.record;
+      if (record.fingerprint !== fingerprint) throw reused();
+      if (record.state === 'done' && record.result) return record.result;
+      // Held by a request that has not registered here yet, or by another process: wait for it.
+      const wait = Math.min(500, 10 * 2 ** poll);
+      if (Date.now() + wait >= deadline) {
+        throw new ConflictError('A create with this idempotencyKey is still in progress; repeat it in a moment to get its job.');
+      }
+      await sleep(wait);
+    }
+  }
+
+  /** The create itself, for the holder of the key; see createJob. */
+  private async createClaimed(
+    storeKey: string,
+    owner: string,
+    body: Record<string, unknown>,
+    key: string,
+    attempted: boolean,
+    deadline: number,
+  ): Promise<RawJob> {
+    const store = this.upstream.idempotency;
+    const { sendBody, tag } = this.tagged(body, storeKey);
+    /** A create may have reached the upstream (an earlier holder's, or one of ours that failed ambiguously). */
+    let mayExist = attempted;
+    let done = false;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (mayExist && tag) {
+          const found = await this.findTagged(tag, deadline);
+          if (found) {
+            await store.complete(storeKey, owner, found);
+            done = true;
+            return found;
+          }
+        }
+        const remaining = deadline - Date.now();
+        if (remaining < 1) throw this.map(new OpenAI.APIConnectionTimeoutError(), CREATE_MAP);
+        try {
+          const job = (await this.sdk().fineTuning.jobs.create(sendBody as never, {
+            timeout: remaining,
+            maxRetries: 0,
+            // The OpenAI client does not send the SDK's idempotencyKey option, so the header is set here.
+            headers: { 'Idempotency-Key': key },
+          })) as unknown as RawJob;
+          await store.complete(storeKey, owner, job);
+          done = true;
+          return job;
+        } catch (err) {
+          const kind = classifyFailure(err);
+          if (kind === 'ambiguous' || kind === 'timeout') mayExist = true;
+          // Ambiguous failures are retried only when the lookup above can tell whether the job exists.
+          const delay = nextDelay(this.policy, err, tag ? 'read' : 'write', attempt, deadline - Date.now());
+          if (delay === undefined) throw this.map(err, CREATE_MAP);
+          this.opts.logger?.warn({ attempt: attempt + 1, failure: kind, retryInMs: Math.round(delay) }, 'idempotent create failed; retrying');
+          await sleep(delay);
+        }
+      }
+    } finally {
+      if (!done) await store.release(storeKey, owner, mayExist ? 'unknown' : 'forget').catch(() => undefined);
+    }
+  }
+
+  /** The body with the idempotency tag in its metadata, when there is room for it (and tagging is on). */
+  private tagged(body: Record<string, unknown>, storeKey: string): { sendBody: Record<string, unknown>; tag?: string } {
+    if (this.opts.idempotencyTag === false) return { sendBody: body };
+    const metadata = (body.metadata ?? {}) as Record<string, string>;
+    if (typeof metadata !== 'object' || IDEMPOTENCY_TAG_KEY in metadata || Object.keys(metadata).length >= MAX_METADATA_KEYS) {
+      return { sendBody: body };
+    }
+    const tag = createHash('sha256').update('tag\u0000').update(storeKey).digest('base64url').slice(0, 32);
+    return { sendBody: { ...body, metadata: { ...metadata, [IDEMPOTENCY_TAG_KEY]: tag } }, tag };
+  }
+
+  /** The job created with this tag, if the upstream has one (a read, retried, within the create's budget). */
+  private async findTagged(tag: string, deadline: number): Promise<RawJob | undefined> {
+    const page = await this.read(
+      (c, o) => c.fineTuning.jobs.list({ limit: 10, metadata: { [IDEMPOTENCY_TAG_KEY]: tag } }, o),
+      CREATE_MAP,
+      deadline,
     );
-    return this.noteJob(job as unknown as RawJob);
+    return (page.data as unknown as RawJob[]).find((j) => j.metadata?.[IDEMPOTENCY_TAG_KEY] === tag);
   }
 
   async changeJob(action: 'cancel' | 'pause' | 'resume', id: string): Promise<RawJob> {
-    const job = await this.write(
-      (c) => c.fineTuning.jobs[action](id),
-      { resource: `fine-tuning job ${id}`, defaultField: 'id' },
-      false,
-    );
+    const job = await this.write((c, o) => c.fineTuning.jobs[action](id, o), {
+      resource: `fine-tuning job ${id}`,
+      defaultField: 'id',
+    });
     return this.noteJob(job as unknown as RawJob);
   }
 
   // ---- files ---------------------------------------------------------------------------------------------
 
   async retrieveFile(id: string): Promise<RawFile> {
-    return (await this.read((c) => c.files.retrieve(id), {
+    return (await this.read((c, o) => c.files.retrieve(id, o), {
       resource: `file ${id}`,
       defaultField: 'id',
     })) as unknown as RawFile;
@@ -407,12 +597,15 @@ export class UpstreamApi {
 
   async listFiles(params: { after?: string | null; limit: number; purpose?: string | null }): Promise<Page<RawFile>> {
     const page = await this.read(
-      (c) =>
-        c.files.list({
-          limit: params.limit,
-          ...(params.after ? { after: params.after } : {}),
-          ...(params.purpose ? { purpose: params.purpose } : {}),
-        }),
+      (c, o) =>
+        c.files.list(
+          {
+            limit: params.limit,
+            ...(params.after ? { after: params.after } : {}),
+            ...(params.purpose ? { purpose: params.purpose } : {}),
+          },
+          o,
+        ),
       { defaultField: 'after' },
     );
     return { data: page.data as unknown as RawFile[], has_more: page.has_more };
@@ -423,11 +616,13 @@ export class UpstreamApi {
     const upload = await toFile(Buffer.from(await file.arrayBuffer()), file.name || 'upload', {
       type: file.type || 'application/octet-stream',
     });
-    return (await this.write((c) => c.files.create({ file: upload, purpose: purpose as never }), { defaultField: 'file' }, false)) as unknown as RawFile;
+    return (await this.write((c, o) => c.files.create({ file: upload, purpose: purpose as never }, o), {
+      defaultField: 'file',
+    })) as unknown as RawFile;
   }
 
   async deleteFile(id: string): Promise<{ id: string; deleted: boolean }> {
-    return (await this.write((c) => c.files.delete(id), { resource: `file ${id}`, defaultField: 'id' }, false)) as {
+    return (await this.write((c, o) => c.files.delete(id, o), { resource: `file ${id}`, defaultField: 'id' })) as {
       id: string;
       deleted: boolean;
     };
@@ -435,8 +630,8 @@ export class UpstreamApi {
 
   async fileContent(id: string): Promise<string> {
     return this.read(
-      async (c) => {
-        const res = await c.files.content(id);
+      async (c, o) => {
+        const res = await c.files.content(id, o);
         return res.text();
       },
       { resource: `file ${id}`, defaultField: 'id' },
