@@ -2,13 +2,21 @@
  * Wiring: one node:http server with
  *   /v1/*     the embedded local fine-tuning service (only when no upstream is configured)
  *   /health   liveness
- *   /ready    readiness: the upstream answers
+ *   /ready    readiness: the upstream answers (503 while shutting down)
  *   /graphql  the GraphQL API (graphql-yoga; GraphiQL on a browser GET)
+ *
+ * Every request gets a request id (a sane incoming x-request-id, else a new UUID), returned as x-request-id and
+ * carried by every log line written while it is handled, and one access line when it ends.
+ *
+ * close() shuts down gracefully: stop accepting connections, close websockets with 1001 (going away), stop the
+ * live pollers (which ends SSE streams), let in-flight requests finish (until SHUTDOWN_TIMEOUT_MS, then cut
+ * them), close the upstream pool and the local database. Each phase is logged.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
-import type { GraphQLError } from 'graphql/index.js';
+import { type DocumentNode, getOperationAST, type GraphQLError } from 'graphql/index.js';
 import type { Plugin } from 'graphql-yoga';
 import { type Config, describeBackend } from './config.js';
 import { startEmbedded } from './http/embedded.js';
@@ -16,9 +24,9 @@ import { createJsonFastPath } from './http/fast-path.js';
 import { attachGraphQLWebSocket } from './http/websocket.js';
 import { createYogaServer } from './http/yoga.js';
 import { JobWatchRegistry, liveOptionsFromEnv, type LiveJobs, type LiveOptions } from './live/index.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger, requestContext, requestIdFrom } from './log.js';
 import type { GraphQLContext } from './resolvers/context.js';
-import { Upstream, type FetchLike } from './upstream/client.js';
+import { type FetchLike, Upstream, type UpstreamOptions } from './upstream/client.js';
 import type { RawEvent, RawJob } from './upstream/types.js';
 
 export interface RunningServer {
@@ -32,6 +40,7 @@ export interface RunningServer {
   startupLine: string;
   /** Live updates: the shared job pollers behind the subscriptions. */
   live: LiveJobs<RawJob, RawEvent>;
+  /** Graceful shutdown (see the top of this file); the same promise on every call. */
   close(): Promise<void>;
 }
 
@@ -44,7 +53,35 @@ export interface StartOptions {
   logStream?: NodeJS.WritableStream;
   /** Live-updates options, over POLL_INTERVAL_MS / POLL_MAX_BACKOFF_MS from the environment. */
   live?: Partial<LiveOptions>;
+  /** Upstream client options over the config's (e.g. a shared idempotency store, backoff for tests). */
+  upstream?: Partial<Omit<UpstreamOptions, 'baseURL' | 'fetch' | 'logger'>>;
 }
+
+/** Per-request facts for the access line, set by the envelop plugin below. */
+interface RequestFacts {
+  operation?: string;
+  operationType?: string;
+}
+const requestFacts = new WeakMap<IncomingMessage, RequestFacts>();
+
+/** Notes the operation's name and type on the HTTP request it came with (access lines; never variables). */
+function noteOperation(contextValue: unknown, document: DocumentNode, operationName: string | null | undefined): void {
+  const req = (contextValue as { req?: IncomingMessage } | null)?.req;
+  if (!req || typeof req !== 'object') return;
+  const op = getOperationAST(document, operationName);
+  requestFacts.set(req, { operation: op?.name?.value ?? operationName ?? undefined, operationType: op?.operation });
+}
+
+const operationNamePlugin: Plugin<GraphQLContext> = {
+  onExecute({ args }) {
+    noteOperation(args.contextValue, args.document, args.operationName);
+  },
+  onSubscribe({ args }) {
+    noteOperation(args.contextValue, args.document, args.operationName);
+  },
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 function json(res: ServerResponse, status: number, body: unknown) {
   const text = JSON.stringify(body);
@@ -65,23 +102,37 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       : undefined,
     timeoutMs: config.upstream.timeoutMs,
     readRetries: config.upstream.readRetries,
+    retryAfterMaxMs: config.upstream.retryAfterMaxMs,
+    idempotencyTtlMs: config.upstream.idempotencyTtlMs,
+    idempotencyTag: config.upstream.idempotencyTag,
     connections: config.upstream.connections,
     finishedJobCacheSize: config.finishedJobCacheSize,
+    ...opts.upstream,
     logger,
   });
 
   const live = new JobWatchRegistry<RawJob, RawEvent>({ ...liveOptionsFromEnv(), ...opts.live, logger });
   const yoga = createYogaServer(config, upstream, logger, {
     ...opts,
+    plugins: [operationNamePlugin, ...(opts.plugins ?? [])],
     extendContext: (ctx) => {
       ctx.live = live;
       opts.extendContext?.(ctx);
     },
   });
-  const v1 = embedded ? getRequestListener((req) => embedded.fetch(req)) : undefined;
+  // The node bindings ({ incoming, outgoing }) let the service's fault injection drop a socket.
+  const embeddedFetch = embedded?.fetch as ((req: Request, env?: unknown) => Response | Promise<Response>) | undefined;
+  const v1 = embeddedFetch ? getRequestListener((req, env) => embeddedFetch(req, env)) : undefined;
   const fastPath = config.fastPath ? createJsonFastPath(yoga, logger) : undefined;
 
+  /** Set by close(): /ready answers 503, responses ask clients to close their connection. */
+  let draining = false;
+  /** Responses not yet finished (for the drain). */
+  const inflight = new Set<ServerResponse>();
+  let drained: (() => void) | undefined;
+
   const ready = async (res: ServerResponse) => {
+    if (draining) return json(res, 503, { status: 'shutting down' });
     try {
       await upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 });
       json(res, 200, { status: 'ready' });
@@ -91,7 +142,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     }
   };
 
-  const handler = (req: IncomingMessage, res: ServerResponse) => {
+  const route = (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
     if (v1 && (url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?'))) {
       void v1(req, res);
@@ -109,7 +160,63 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     void yoga(req, res);
   };
 
+  const accessLog = (
+    reqId: string,
+    req: IncomingMessage,
+    status: number,
+    started: bigint,
+    extra: Record<string, unknown> = {},
+  ) => {
+    if (!config.accessLog || !logger.isLevelEnabled('info')) return;
+    const facts = requestFacts.get(req);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    logger.info(
+      {
+        reqId,
+        method: req.method,
+        path: q === -1 ? url : url.slice(0, q),
+        status,
+        durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100,
+        ...(facts?.operation ? { operation: facts.operation } : {}),
+        ...(facts?.operationType ? { operationType: facts.operationType } : {}),
+        ...extra,
+      },
+      'request',
+    );
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const started = process.hrtime.bigint();
+    const reqId = requestIdFrom(req.headers['x-request-id']);
+    res.setHeader('x-request-id', reqId);
+    if (draining) res.setHeader('connection', 'close');
+    inflight.add(res);
+    res.once('close', () => {
+      inflight.delete(res);
+      accessLog(reqId, req, res.statusCode, started, res.writableFinished ? {} : { aborted: true });
+      if (draining) {
+        // Keep-alive sockets that just became idle are closed at once while draining.
+        setImmediate(() => httpServer.closeIdleConnections());
+        if (inflight.size === 0) drained?.();
+      }
+    });
+    requestContext.run({ reqId }, route, req, res);
+  };
+
   const httpServer = createServer({ keepAliveTimeout: 65_000 }, handler);
+
+  // Websocket upgrades: an access line when the socket closes; tracked so a shutdown can cut stragglers.
+  const upgraded = new Set<Duplex>();
+  httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    const started = process.hrtime.bigint();
+    const reqId = requestIdFrom(req.headers['x-request-id']);
+    upgraded.add(socket);
+    socket.once('close', () => {
+      upgraded.delete(socket);
+      accessLog(reqId, req, 101, started, { websocket: true });
+    });
+  });
 
   const wsHandle = attachGraphQLWebSocket(httpServer, yoga);
   await new Promise<void>((resolve, reject) => {
@@ -124,7 +231,56 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const url = `http://${host}:${port}`;
   const startupLine = `GraphQL API at ${url}/graphql (GraphiQL in a browser); backend: ${describeBackend(config, url)}`;
 
-  let closed = false;
+  let closing: Promise<void> | undefined;
+  const shutdown = async () => {
+    const t0 = Date.now();
+    const deadline = t0 + config.shutdownTimeoutMs;
+    const phase = (msg: string, extra: Record<string, unknown> = {}) =>
+      logger.info({ phase: msg, elapsedMs: Date.now() - t0, ...extra }, `shutdown: ${msg}`);
+    draining = true;
+    // 1. No new connections; idle keep-alive sockets go now, busy ones after their response (Connection: close).
+    const serverClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    httpServer.closeIdleConnections();
+    for (const res of inflight) if (!res.headersSent) res.setHeader('connection', 'close');
+    phase('stopped accepting connections', { inflight: inflight.size, websockets: upgraded.size });
+
+    // 2. Websocket clients are told 1001 (going away) and can reconnect elsewhere.
+    const wsCount = upgraded.size;
+    const wsClosed = await Promise.race([Promise.resolve(wsHandle.dispose()).then(() => true), sleep(Math.max(0, deadline - Date.now())).then(() => false)]);
+    if (!wsClosed) for (const socket of upgraded) socket.destroy();
+    phase(wsClosed ? 'websockets closed with 1001' : 'websockets did not close in time; cut', { websockets: wsCount });
+
+    // 3. The pollers stop; subscription streams still open (SSE) end with SHUTTING_DOWN.
+    const pollers = live.stats().pollers;
+    await live.close();
+    phase('live pollers stopped', { pollers });
+
+    // 4. In-flight requests finish, until the deadline.
+    if (inflight.size > 0) {
+      const finished = await Promise.race([
+        new Promise<boolean>((resolve) => (drained = () => resolve(true))),
+        sleep(Math.max(0, deadline - Date.now())).then(() => false),
+      ]);
+      if (finished) phase('in-flight requests finished');
+      else logger.warn({ phase: 'deadline', elapsedMs: Date.now() - t0, cut: inflight.size }, 'shutdown: deadline reached; cutting the remaining requests');
+    } else {
+      phase('no requests in flight');
+    }
+    httpServer.closeAllConnections();
+    for (const socket of upgraded) socket.destroy();
+    await serverClosed;
+    phase('http server closed');
+
+    // 5. Upstream connections, then the local service and its database.
+    await upstream.close();
+    phase('upstream pool closed');
+    if (embedded) {
+      await embedded.close();
+      phase('local service and database closed');
+    }
+    logger.info({ phase: 'done', elapsedMs: Date.now() - t0 }, 'shutdown: done');
+  };
+
   return {
     url,
     port,
@@ -133,18 +289,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     logger,
     startupLine,
     live,
-    async close() {
-      if (closed) return;
-      closed = true;
-      // Websocket clients are told 1001 (going away) and can reconnect elsewhere; then the pollers stop.
-      await wsHandle.dispose();
-      await live.close();
-      await new Promise<void>((resolve) => {
-        httpServer.close(() => resolve());
-        httpServer.closeAllConnections();
-      });
-      await upstream.close();
-      await embedded?.close();
+    close() {
+      closing ??= shutdown();
+      return closing;
     },
   };
 }
