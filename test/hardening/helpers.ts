@@ -1,0 +1,192 @@
+/**
+ * Helpers for the hardening tests: the local fine-tuning service (with fault injection) on 127.0.0.1, the
+ * GraphQL API in-process or as a child process (`node --import tsx src/server.ts`), and small clients.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { startServer, type RunningServer, type StartOptions } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import type { EmulatorOptions, RequestInfo } from '../../src/emulator/index.js';
+import { type RunningEmulator, startEmulator } from '../helpers/emulator.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const KEY = 'sk-hardening-secret-0123456789abcdef';
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export type TimedRequest = RequestInfo & { at: number };
+
+export interface Upstream extends RunningEmulator {
+  /** Every request the service answered (or dropped), with the time its hook ran. */
+  timed: TimedRequest[];
+  /** Requests of one route ("POST /v1/fine_tuning/jobs"). */
+  count(route: string): number;
+}
+
+/** The local service on 127.0.0.1:0 (in-memory database) with its request hook timing every request. */
+export async function startUpstream(opts: EmulatorOptions & { onTimed?: (r: TimedRequest) => void } = {}): Promise<Upstream> {
+  const timed: TimedRequest[] = [];
+  const { onTimed, ...rest } = opts;
+  const svc = await startEmulator({
+    ...rest,
+    onRequest: (info) => {
+      const r = { ...info, at: Date.now() };
+      timed.push(r);
+      onTimed?.(r);
+    },
+  });
+  return Object.assign(svc, {
+    timed,
+    count: (route: string) => timed.filter((r) => r.route === route).length,
+  });
+}
+
+export interface GqlResponse<T = any> {
+  status: number;
+  headers: Headers;
+  data?: T;
+  errors?: { message: string; path?: (string | number)[]; extensions?: Record<string, any> }[];
+}
+
+export interface Gateway extends RunningServer {
+  endpoint: string;
+  wsUrl: string;
+  logs(): string;
+  logLines(): Record<string, any>[];
+  gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GqlResponse<T>>;
+}
+
+/** The GraphQL API in this process, pointed at `baseURL`, logging (JSON lines) into memory. */
+export async function startGateway(
+  baseURL: string,
+  env: Record<string, string> = {},
+  opts: Omit<StartOptions, 'logStream'> = {},
+): Promise<Gateway> {
+  const config = loadConfig({
+    OPENAI_BASE_URL: baseURL,
+    OPENAI_API_KEY: KEY,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    AUTH_MODE: 'none',
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  let text = '';
+  const logStream = new Writable({
+    write(chunk, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  const server = await startServer(config, { ...opts, logStream });
+  const endpoint = `${server.url}/graphql`;
+  return {
+    ...server,
+    endpoint,
+    wsUrl: endpoint.replace(/^http/, 'ws'),
+    logs: () => text,
+    logLines: () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, any>),
+    async gql(query, variables, headers = {}) {
+      const res = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await res.json()) as Omit<GqlResponse, 'status' | 'headers'>;
+      return { status: res.status, headers: res.headers, ...body };
+    },
+  };
+}
+
+export function wsClient(url: string, onClosed?: (code: number) => void): Client {
+  return createClient({
+    url,
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    lazy: false,
+    on: { closed: (e) => onClosed?.((e as { code: number }).code) },
+  });
+}
+
+/** Subscribes and collects every item until the stream completes or errors. */
+export function collect<T>(client: Client, query: string, variables: Record<string, unknown>) {
+  const items: T[] = [];
+  const errors: unknown[] = [];
+  const done = new Promise<void>((resolveDone) => {
+    client.subscribe<T>(
+      { query, variables },
+      {
+        next: (v) => {
+          if (v.errors?.length) errors.push(v.errors);
+          else if (v.data) items.push(v.data as T);
+        },
+        error: (e) => {
+          errors.push(e);
+          resolveDone();
+        },
+        complete: () => resolveDone(),
+      },
+    );
+  });
+  return { items, errors, done };
+}
+
+export interface SpawnedServer {
+  url: string;
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+}
+
+/** `node --import tsx src/server.ts` with PORT=0; resolves once the start-up line names the port. */
+export async function spawnServer(env: Record<string, string>): Promise<SpawnedServer> {
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/server.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', AUTH_MODE: 'none', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal, at: Date.now() })),
+  );
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+    const check = () => {
+      const m = /GraphQL API at (http:\/\/[^\s/]+)\/graphql/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout!.off('data', check);
+        resolveUrl(m[1]!);
+      }
+    };
+    child.stdout!.on('data', check);
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code ?? signal}) before start-up:\n${output}`));
+    });
+  });
+  return { url, child, output: () => output, exited };
+}
+
+/** JSON log lines of a child's output (other lines skipped). */
+export function jsonLines(text: string): Record<string, any>[] {
+  const out: Record<string, any>[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line));
+    } catch {
+      /* not a log line */
+    }
+  }
+  return out;
+}
