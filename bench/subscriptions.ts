@@ -42,6 +42,7 @@ const env = (name: string, fallback: number) => {
 type UpMsg =
   | { t: 'ready'; port: number }
   | { t: 'event'; job: string; id: string; at: number }
+  | { t: 'poll'; job: string; at: number }
   | { t: 'counts'; counts: Record<string, number> };
 
 // ---------------------------------------------------------------------------------------------
@@ -58,6 +59,9 @@ async function runUpstream(): Promise<void> {
     onRequest: (info) => {
       // Polls of a job: "GET /v1/fine_tuning/jobs/:id" and "GET /v1/fine_tuning/jobs/:id/events".
       counts[info.route] = (counts[info.route] ?? 0) + 1;
+      // When each events page was answered: the moment the server could first see an event.
+      const m = /^\/v1\/fine_tuning\/jobs\/([^/]+)\/events$/.exec(info.path);
+      if (m && info.method === 'GET') process.send!({ t: 'poll', job: m[1]!, at: now() } satisfies UpMsg);
     },
   });
   const store = emulator.store as unknown as { insertEvent(e: { id: string; job_id: string }): void };
@@ -113,11 +117,13 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const inserted = new Map<string, { job: string; at: number }>();
+  const polled = new Map<string, number[]>();
   let countsWaiter: ((c: Record<string, number>) => void) | undefined;
   const upReady = new Promise<number>((resolvePort) => {
     upstream.on('message', (m: UpMsg) => {
       if (m.t === 'ready') resolvePort(m.port);
       else if (m.t === 'event') inserted.set(m.id, { job: m.job, at: m.at });
+      else if (m.t === 'poll') (polled.get(m.job) ?? polled.set(m.job, []).get(m.job)!).push(m.at);
       else if (m.t === 'counts') countsWaiter?.(m.counts);
     });
   });
@@ -165,6 +171,10 @@ async function main(): Promise<void> {
       out += d.toString();
       const m = /GraphQL API at (http:\/\/[^\s/]+)\/graphql/.exec(out);
       if (m) resolveUrl(m[1]!);
+      else return;
+      // From now on the server's output (warnings, --trace-gc, …) goes to this process's stderr.
+      server.stdout!.removeAllListeners('data');
+      server.stdout!.pipe(process.stderr);
     });
     server.once('exit', (code) => reject(new Error(`server exited (${code})`)));
   });
@@ -173,7 +183,7 @@ async function main(): Promise<void> {
   const rssIdle = rssMiB(server.pid!);
 
   // 4. The subscriptions: subscription k watches job k % JOBS.
-  const received = new Map<string, { n: number; last: number }>();
+  const received = new Map<string, { n: number; first: number; last: number }>();
   const expectedPerJob = new Map<string, number>(jobs.map((j) => [j, 0]));
   const sockets: WebSocket[] = [];
   let errors = 0;
@@ -198,7 +208,7 @@ async function main(): Promise<void> {
           if (r) {
             r.n++;
             r.last = t;
-          } else received.set(id, { n: 1, last: t });
+          } else received.set(id, { n: 1, first: t, last: t });
         } else if (msg.type === 'connection_ack') {
           acked++;
           for (let k = first; k < Math.min(first + perSocket, SUBSCRIPTIONS); k++) {
@@ -248,6 +258,10 @@ async function main(): Promise<void> {
   const eventPages = diff('GET /v1/fine_tuning/jobs/:id/events');
   const intervals = (t1 - t0) / INTERVAL;
   const delays: number[] = [];
+  const firsts: number[] = [];
+  const detections: number[] = [];
+  const processing: number[] = [];
+  const spreads: number[] = [];
   let incomplete = 0;
   let windowEvents = 0;
   for (const [id, ev] of inserted) {
@@ -260,8 +274,15 @@ async function main(): Promise<void> {
       continue;
     }
     delays.push(r.last - ev.at);
+    firsts.push(r.first - ev.at);
+    const seenAt = (polled.get(ev.job) ?? []).find((t) => t >= ev.at);
+    if (seenAt !== undefined) {
+      detections.push(seenAt - ev.at);
+      processing.push(r.first - seenAt);
+    }
+    spreads.push(r.last - r.first);
   }
-  delays.sort((a, b) => a - b);
+  for (const a of [delays, firsts, spreads, detections, processing]) a.sort((x, y) => x - y);
   let duplicates = 0;
   for (const [id, r] of received) {
     const ev = inserted.get(id);
@@ -294,6 +315,10 @@ async function main(): Promise<void> {
     `  delay insert → last subscriber: p50 ${quantile(delays, 0.5).toFixed(0)} ms, p95 ${quantile(delays, 0.95).toFixed(0)} ms, ` +
       `max ${maxDelay.toFixed(0)} ms (target < ${INTERVAL + 250} ms) ${pass(maxDelay < INTERVAL + 250 && incomplete === 0)}`,
   );
+  const fmt = (a: number[]) => `p50 ${quantile(a, 0.5).toFixed(0)} ms, p95 ${quantile(a, 0.95).toFixed(0)} ms, max ${(a.at(-1) ?? NaN).toFixed(0)} ms`;
+  console.log(`    of which insert → the next events poll answered upstream: ${fmt(detections)}`);
+  console.log(`    then that poll → first subscriber (server and client processing): ${fmt(processing)}`);
+  console.log(`    and first → last subscriber (fan-out to ${Math.round(SUBSCRIPTIONS / JOBS)}): ${fmt(spreads)}`);
 
   for (const ws of sockets) ws.terminate();
   server.kill('SIGTERM');

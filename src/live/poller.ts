@@ -50,6 +50,8 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
   refs = 0;
 
   private timer: NodeJS.Timeout | undefined;
+  /** When the pending timer's tick is due: the grid the next ticks are placed on. */
+  private timerDueAt: number | undefined;
   private stopped = false;
   private finished = false;
   private busy = false;
@@ -60,6 +62,8 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
   private backingOff = false;
   private failures = 0;
   private pendingReplays: PendingReplay<E>[] = [];
+  /** When the tick about to run was due (set by the timer); ticks kicked otherwise are due when they start. */
+  private tickDueAt: number | undefined;
 
   /** Newest event id seen; undefined before the first walk, null when the job had no events then. */
   private cursor: string | null | undefined;
@@ -150,14 +154,18 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
+      this.timerDueAt = undefined;
     }
   }
 
   private schedule(delayMs: number): void {
     this.clearTimer();
     if (this.stopped) return;
+    const dueAt = Date.now() + delayMs;
+    this.timerDueAt = dueAt;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.tickDueAt = dueAt;
       this.backingOff = false;
       this.dueTick = true;
       this.kick();
@@ -178,7 +186,8 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
         this.dueTick = false;
         this.skipRetrieve = false;
         const replays = this.pendingReplays.splice(0);
-        const startedAt = Date.now();
+        const dueAt = (tick ? this.tickDueAt : undefined) ?? Date.now();
+        if (tick) this.tickDueAt = undefined;
         try {
           if (retrieve) {
             const epoch = this.notifyEpoch;
@@ -189,7 +198,7 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
           await this.walk(replays);
           if (this.isFinished) return;
           this.failures = 0;
-          if (tick) this.afterTick(startedAt);
+          if (tick) this.afterTick(dueAt);
         } catch (err) {
           if (this.isFinished) return;
           this.pendingReplays.unshift(...replays);
@@ -203,18 +212,23 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
   }
 
   /**
-   * Decides what follows a successful tick: the next poll, a last sweep, or the end. Fixed rate:
-   * the next tick starts one interval after this one started (not after it ended), so a job costs
-   * exactly one poll per interval however long a walk or the fan-out takes.
+   * Decides what follows a successful tick: the next poll, a last sweep, or the end. Fixed rate on a
+   * grid: the next tick is due one interval after this one was due (not after it ended, nor after a
+   * late timer fired), so a job costs exactly one poll per interval and a late tick does not push
+   * the following ones back. After a long stall the grid restarts from now (no burst of polls).
    */
-  private afterTick(startedAt: number): void {
-    const elapsed = Date.now() - startedAt;
+  private afterTick(dueAt: number): void {
+    const next = (interval: number) => {
+      const now = Date.now();
+      const at = dueAt + interval;
+      return at < now - interval ? 0 : Math.max(0, at - now);
+    };
     const status = this.job?.status;
     if (isTerminal(status)) {
       if (this.sawActive && !this.finalSweepDone) {
         // Events of the last moments may be written just after the status: look once more.
         this.finalSweepDone = true;
-        this.schedule(Math.max(0, this.opts.pollIntervalMs - elapsed));
+        this.schedule(next(this.opts.pollIntervalMs));
       } else {
         this.ending = true;
       }
@@ -227,7 +241,7 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
       this.phaseShifted = true;
       interval += Math.random() * this.opts.pollIntervalMs;
     }
-    this.schedule(Math.max(0, interval - elapsed));
+    this.schedule(next(interval));
   }
 
   private onError(err: unknown): void {

@@ -88,8 +88,8 @@ describe('shared pollers', () => {
   });
 
   it('200 subscribers of one job cost the upstream what one costs', async () => {
-    const POLL = 50;
-    const WINDOW = 1500;
+    const POLL = 100;
+    const WINDOW = 2500;
     // Slow steps: the job keeps running through both measuring windows.
     const { up, gw } = await setup(300, POLL);
     const jobId = await createJob(up, 3);
@@ -117,12 +117,14 @@ describe('shared pollers', () => {
     expect(many.errors).toEqual([]);
     expect(many.delivered).toBeGreaterThan(100); // every subscriber got the job state at least
     expect(gw.live.stats()).toEqual({ pollers: 0, subscribers: 0 });
-    // ~WINDOW/POLL retrieves each (fixed-rate polling); the timer's phase may shift a tick between the windows.
+    // ~WINDOW/POLL retrieves each (fixed-rate polling). 200 subscribers never add polls; when the
+    // machine is busy (other test files run in parallel) a late tick may be skipped, never doubled.
     const figures = JSON.stringify({ one: one.polls, many: many.polls });
     console.log(`upstream polls in ${WINDOW} ms: 1 subscriber ${JSON.stringify(one.polls)}, 200 subscribers ${JSON.stringify(many.polls)}`);
-    expect(one.polls.retrieves, figures).toBeGreaterThanOrEqual(WINDOW / POLL - 3);
-    expect(Math.abs(many.polls.retrieves - one.polls.retrieves), figures).toBeLessThanOrEqual(2);
-    expect(Math.abs(many.polls.total - one.polls.total), figures).toBeLessThanOrEqual(4);
+    expect(one.polls.retrieves, figures).toBeGreaterThanOrEqual((WINDOW / POLL) * 0.75);
+    expect(many.polls.retrieves, figures).toBeLessThanOrEqual(one.polls.retrieves + 2);
+    expect(many.polls.total, figures).toBeLessThanOrEqual(one.polls.total + 4);
+    expect(many.polls.retrieves, figures).toBeGreaterThanOrEqual(Math.floor(one.polls.retrieves * 0.75));
   });
 
   it('loses no event when the upstream stops and restarts mid-job', async () => {
