@@ -131,7 +131,7 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
         const body = result.stringify && !result.errors?.length ? result.stringify(out) : JSON.stringify(out);
         if (result.errors?.length) {
           // Errors may ask for an HTTP status and headers (the auth gate: 401/403 with WWW-Authenticate), as in yoga.
-          const { status, headers } = httpOfErrors(result.errors);
+          const { status, headers } = httpOfErrors(result.errors, ct.startsWith('application/json'));
           if (status !== 200 || headers) {
             res.writeHead(status, { ...headers, 'content-type': ct, 'content-length': Buffer.byteLength(body) });
             res.end(body);
@@ -164,14 +164,18 @@ function isPlainParams(p: unknown): p is { query: string; variables?: Record<str
   return true;
 }
 
-/** The status and headers errors ask for in `extensions.http` (the highest status wins), as yoga reads them. */
-function httpOfErrors(errors: readonly unknown[]): { status: number; headers?: Record<string, string> } {
+/**
+ * The status and headers errors ask for in `extensions.http` (the highest status wins), as yoga reads them:
+ * a `spec` status (GraphQL over HTTP) does not apply to application/json answers.
+ */
+function httpOfErrors(errors: readonly unknown[], applicationJson: boolean): { status: number; headers?: Record<string, string> } {
   let status = 0;
   let headers: Record<string, string> | undefined;
   for (const err of errors) {
-    const http = (err as GraphQLError).extensions?.http as { status?: number; headers?: Record<string, string> } | undefined;
+    const http = (err as GraphQLError).extensions?.http as { status?: number; spec?: boolean; headers?: Record<string, string> } | undefined;
     if (!http) continue;
     if (http.headers) headers = { ...headers, ...http.headers };
+    if (applicationJson && http.spec) continue;
     if (http.status && http.status > status) status = http.status;
   }
   return { status: status || 200, headers };

@@ -18,7 +18,7 @@ import { useGraphQlJit } from '@envelop/graphql-jit';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createFetch } from '@whatwg-node/fetch';
-import { type ASTVisitor, GraphQLError, Kind, type ValidationContext } from 'graphql/index.js';
+import { type ASTVisitor, type ExecutionResult, GraphQLError, Kind, type ValidationContext } from 'graphql/index.js';
 import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Config, Limits } from '../config.js';
 import type { Logger } from '../log.js';
@@ -60,6 +60,18 @@ export const bodyTooLarge = (limit: number) =>
     extensions: { code: 'REQUEST_ENTITY_TOO_LARGE', http: { status: 413 } },
   });
 
+/** A copy of `err` with more extensions (some errors, graphql-jit's, cannot be changed in place). */
+function withExtensions(err: GraphQLError, extensions: Record<string, unknown>): GraphQLError {
+  return new GraphQLError(err.message, {
+    nodes: err.nodes,
+    source: err.source,
+    positions: err.positions,
+    path: err.path,
+    originalError: err.originalError ?? undefined,
+    extensions: { ...err.extensions, ...extensions },
+  });
+}
+
 /**
  * `first` written as a literal outside 0–MAX_PAGE_SIZE is reported while validating the document (with the
  * same message as the argument validation at execution, which handles variables), because GraphQL Armor's
@@ -87,18 +99,60 @@ function firstArgumentRule(context: ValidationContext): ASTVisitor {
  * Armor's rules) QUERY_LIMIT_EXCEEDED with `limit` naming which one. An out-of-range literal `first` hides the
  * cost overrun it causes.
  */
-function useValidationRules(): Plugin {
+function useErrorCodes(): Plugin {
+  // graphql-js's parse and validation errors have a mutable extensions object.
   const tag = (err: unknown, code: string) => {
-    if (err instanceof GraphQLError && !err.extensions.code) (err.extensions as Record<string, unknown>).code = code;
+    if (err instanceof GraphQLError && err.extensions && !err.extensions.code) (err.extensions as Record<string, unknown>).code = code;
+  };
+  /** Variable coercion errors (no path, raised before execution) name the variable; a new result if any changed. */
+  const tagResult = (result: unknown): ExecutionResult | undefined => {
+    const r = result as ExecutionResult | null;
+    if (!r?.errors?.length) return undefined;
+    let changed = false;
+    const errors = r.errors.map((err) => {
+      if (err.path || err.extensions?.code) return err;
+      const variable = /^Variable "\$([A-Za-z_][A-Za-z0-9_]*)"/.exec(err.message)?.[1];
+      if (!variable) return err;
+      changed = true;
+      // GraphQL over HTTP: 400 for application/graphql-response+json, 200 for application/json (`spec`).
+      return withExtensions(err, { code: 'BAD_USER_INPUT', field: `$${variable}`, http: { spec: true, status: 400 } });
+    });
+    return changed ? { ...r, errors } : undefined;
   };
   return {
     onParse: () => ({ result }) => tag(result, 'GRAPHQL_PARSE_FAILED'),
+    onExecute: () => ({
+      onExecuteDone: ({ result, setResult }) => {
+        const tagged = tagResult(result);
+        if (tagged) setResult(tagged);
+      },
+    }),
+    onSubscribe: () => ({
+      onSubscribeResult: ({ result, setResult }) => {
+        const tagged = tagResult(result);
+        if (tagged) setResult(tagged);
+      },
+    }),
+    // Errors of the request itself (yoga's path only; the fast path hands such requests to yoga): a code, and
+    // 400 unless yoga chose a status.
+    onResultProcess: ({ result, setResult }) => {
+      if (!result || Array.isArray(result) || Symbol.asyncIterator in (result as object)) return;
+      const r = result as ExecutionResult;
+      if (r.data !== undefined && r.data !== null) return;
+      if (!r.errors?.some((e) => e instanceof GraphQLError && !e.extensions?.code)) return;
+      setResult({
+        ...r,
+        errors: r.errors.map((e) =>
+          e instanceof GraphQLError && !e.extensions?.code ? withExtensions(e, { http: { status: 400 }, ...e.extensions, code: 'BAD_REQUEST' }) : e,
+        ),
+      } as never);
+    },
     onValidate: ({ addValidationRule }) => {
       addValidationRule(firstArgumentRule);
       return ({ result, setResult }) => {
         for (const err of result) tag(err, 'GRAPHQL_VALIDATION_FAILED');
-        const badFirst = result.some((e) => e.extensions.code === 'BAD_USER_INPUT' && e.extensions.field === 'first');
-        if (badFirst) setResult(result.filter((e) => e.extensions.limit !== 'cost'));
+        const badFirst = result.some((e) => e.extensions?.code === 'BAD_USER_INPUT' && e.extensions?.field === 'first');
+        if (badFirst) setResult(result.filter((e) => e.extensions?.limit !== 'cost'));
       };
     },
   };
@@ -128,6 +182,20 @@ function armorPlugins(config: Config): Plugin[] {
     blockFieldSuggestion: { enabled: config.production },
   });
   return armor.protect().plugins as Plugin[];
+}
+
+/** A POST with a content type no parser takes gets a 415 that says what to send (yoga's has no body). */
+function useUnsupportedMediaType(): Plugin {
+  return {
+    onRequestParse({ request, requestParser }) {
+      if (requestParser || request.method !== 'POST') return;
+      const type = request.headers.get('content-type');
+      throw createGraphQLError(
+        `Unsupported Content-Type ${type ? JSON.stringify(type.split(';')[0]) : '(none)'}: send application/json, or multipart/form-data for uploads.`,
+        { extensions: { code: 'UNSUPPORTED_MEDIA_TYPE', http: { status: 415 } } },
+      );
+    },
+  };
 }
 
 /** Refuses an operation whose caller lacks its scope before anything executes (see operationAuthError). */
@@ -279,9 +347,10 @@ export function createYogaServer(
     },
     plugins: [
       useCsrf(),
+      useUnsupportedMediaType(),
       useBodyLimit(limits.maxBodyBytes),
       ...armorPlugins(config),
-      useValidationRules(),
+      useErrorCodes(),
       useOperationGate(),
       ...(config.jit ? [useGraphQlJit() as Plugin<GraphQLContext>] : []),
       ...(opts.plugins ?? []),
