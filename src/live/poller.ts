@@ -50,8 +50,6 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
   refs = 0;
 
   private timer: NodeJS.Timeout | undefined;
-  /** When the pending timer's tick is due: the grid the next ticks are placed on. */
-  private timerDueAt: number | undefined;
   private stopped = false;
   private finished = false;
   private busy = false;
@@ -154,7 +152,6 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
-      this.timerDueAt = undefined;
     }
   }
 
@@ -162,7 +159,6 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     this.clearTimer();
     if (this.stopped) return;
     const dueAt = Date.now() + delayMs;
-    this.timerDueAt = dueAt;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.tickDueAt = dueAt;
