@@ -12,6 +12,7 @@
  * live pollers (which ends SSE streams), let in-flight requests finish (until SHUTDOWN_TIMEOUT_MS, then cut
  * them), close the upstream pool and the local database. Each phase is logged.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -201,7 +202,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         if (inflight.size === 0) drained?.();
       }
     });
-    requestContext.run({ reqId }, route, req, res);
+    requestContext.run({ reqId }, () => {
+      // The body's events are emitted from the socket's context: run their listeners in the request's, so
+      // that what follows them (parsing, resolvers, upstream calls) still logs with this reqId.
+      req.emit = AsyncResource.bind(req.emit, 'request-body', req);
+      route(req, res);
+    });
   };
 
   const httpServer = createServer({ keepAliveTimeout: 65_000 }, handler);
@@ -272,7 +278,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     phase('http server closed');
 
     // 5. Upstream connections, then the local service and its database.
-    await upstream.close();
+    // Calls still in flight (a poll that outlived its stream) get a little time, then are aborted.
+    await upstream.close(Math.min(2_000, Math.max(100, deadline + 1_000 - Date.now())));
     phase('upstream pool closed');
     if (embedded) {
       await embedded.close();

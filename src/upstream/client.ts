@@ -249,11 +249,22 @@ export class Upstream {
     return api;
   }
 
-  /** Closes the connection pool (after in-flight calls end) and the idempotency store. */
-  async close(): Promise<void> {
+  /**
+   * Closes the connection pool, letting calls in flight end for up to `graceMs` before aborting them, and the
+   * idempotency store.
+   */
+  async close(graceMs = 2_000): Promise<void> {
     this.clients.clear();
     this.finished?.clear();
-    await this.agent?.close();
+    if (this.agent) {
+      let timer: NodeJS.Timeout | undefined;
+      const graceful = await Promise.race([
+        this.agent.close().then(() => true),
+        new Promise<false>((r) => (timer = setTimeout(() => r(false), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (!graceful) await this.agent.destroy().catch(() => undefined);
+    }
     await this.idempotency.close();
   }
 }

@@ -111,6 +111,7 @@ export function wsClient(url: string, onClosed?: (code: number) => void): Client
     webSocketImpl: WebSocket,
     retryAttempts: 0,
     lazy: false,
+    onNonLazyError: () => undefined,
     on: { closed: (e) => onClosed?.((e as { code: number }).code) },
   });
 }
