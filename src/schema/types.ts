@@ -181,7 +181,8 @@ builder.node(EventRef, {
   description:
     'Something that happened to a job. `node(id)` finds an event once it has been listed through its job (the upstream cannot fetch one event by id).',
   id: { resolve: (e) => e.id },
-  loadOne: (id, ctx) => findEvent(ctx, id),
+  // An Error value (not a rejection) fails only its own item in nodes(ids:), not the whole list.
+  loadOne: (id, ctx) => findEvent(ctx, id).catch((e: Error) => e as never),
   isTypeOf: (v) => typeof v === 'object' && v !== null && 'message' in v && 'level' in v,
   fields: (t) => ({
     createdAt: t.field({ type: 'DateTime', resolve: (e) => fromUnix(e.created_at)! }),
@@ -372,7 +373,7 @@ builder.node(CheckpointRef, {
   description:
     'A model checkpoint of a job. `node(id)` finds a checkpoint once it has been listed through its job (the upstream cannot fetch one by id).',
   id: { resolve: (c) => c.id },
-  loadOne: (id, ctx) => findCheckpoint(ctx, id),
+  loadOne: (id, ctx) => findCheckpoint(ctx, id).catch((e: Error) => e as never),
   isTypeOf: (v) => typeof v === 'object' && v !== null && 'fine_tuned_model_checkpoint' in v,
   fields: (t) => ({
     createdAt: t.field({ type: 'DateTime', resolve: (c) => fromUnix(c.created_at)! }),

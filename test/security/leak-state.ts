@@ -4,10 +4,9 @@
  */
 import childProcess from 'node:child_process';
 import http from 'node:http';
-import { syncBuiltinESMExports } from 'node:module';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import SonicBoom from 'sonic-boom';
 import WebSocket from 'ws';
 import { LOCAL_API_KEY } from '../../src/config.js';
 
@@ -145,12 +144,24 @@ function install(s: TeeState): void {
     else if (!(this instanceof Socket) && typeof chunk === 'string') tee(s, 'log-stream', chunk);
     return (streamWrite as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
   } as typeof streamWrite;
-  const sbProto = (SonicBoom as unknown as { prototype: { write: (d: string) => boolean } }).prototype;
-  const sbWrite = sbProto.write;
-  sbProto.write = function (this: unknown, data: string) {
-    tee(s, 'pino-destination', data);
-    return sbWrite.call(this, data);
-  };
+  // pino's default destination is a SonicBoom, which writes to its file descriptor directly and sets `write`
+  // on each instance: wrap the constructor in require's cache before pino loads it.
+  const require = createRequire(import.meta.url);
+  const sonicPath = require.resolve('sonic-boom');
+  const Original = require('sonic-boom') as new (opts: unknown) => { write(data: string): boolean };
+  function TeedSonicBoom(opts: unknown) {
+    const sb = new Original(opts);
+    const sbWrite = sb.write.bind(sb);
+    sb.write = (data: string) => {
+      tee(s, 'pino-destination', data);
+      return sbWrite(data);
+    };
+    return sb;
+  }
+  Object.setPrototypeOf(TeedSonicBoom, Original);
+  TeedSonicBoom.prototype = Original.prototype;
+  const cached = require.cache[sonicPath];
+  if (cached) cached.exports = TeedSonicBoom;
 
   // ---- child processes: their environment's secrets, their output ----
   const spawn = childProcess.spawn;
