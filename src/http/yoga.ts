@@ -17,6 +17,7 @@
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createFetch } from '@whatwg-node/fetch';
 import { type ASTVisitor, type ExecutionResult, GraphQLError, Kind, type ValidationContext } from 'graphql/index.js';
 import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
@@ -297,6 +298,9 @@ export function createYogaServer(
       warn: (...a: unknown[]) => logger.warn({ yoga: a.map(String) }, 'yoga'),
       error: (...a: unknown[]) => logger.error({ yoga: a.map(String) }, 'yoga'),
     },
+    // GraphiQL with its scripts and styles inlined (@graphql-yoga/render-graphiql): the page works with no network,
+    // where yoga's default page loads them from a CDN.
+    renderGraphiQL,
     graphiql: config.graphiql
       ? {
           title: 'Fine-tuning GraphQL API',
