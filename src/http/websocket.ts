@@ -24,6 +24,20 @@ export function attachGraphQLWebSocket(httpServer: Server, yoga: YogaServer) {
   const maxPayload = sec?.limits.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes;
   // Frames larger than the HTTP body limit are refused by ws itself (close 1009).
   const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload });
+  // A frame that breaks the websocket protocol (too large, bad UTF-8, unmasked, …) is the client's fault: ws
+  // closes the socket itself (1009, 1007, 1002, …). graphql-ws would print it to stderr as an internal error;
+  // it is logged here as a warning instead.
+  wsServer.on('connection', (socket) => {
+    const emit = socket.emit.bind(socket) as (event: string | symbol, ...args: unknown[]) => boolean;
+    socket.emit = ((event: string | symbol, ...args: unknown[]) => {
+      const code = (args[0] as { code?: unknown } | undefined)?.code;
+      if (event === 'error' && typeof code === 'string' && code.startsWith('WS_ERR_')) {
+        sec?.logger.warn({ code }, 'websocket client broke the protocol; closed');
+        return true;
+      }
+      return emit(event, ...args);
+    }) as typeof socket.emit;
+  });
   const authOf = new WeakMap<object, AuthResult>();
   type EnvelopedRoot = { execute: (args: unknown) => unknown; subscribe: (args: unknown) => unknown };
   return useServer(

@@ -19,7 +19,16 @@ import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createFetch } from '@whatwg-node/fetch';
-import { type ASTVisitor, type ExecutionResult, GraphQLError, Kind, type ValidationContext } from 'graphql/index.js';
+import {
+  type ASTVisitor,
+  type ExecutionArgs,
+  type ExecutionResult,
+  getOperationAST,
+  getVariableValues,
+  GraphQLError,
+  Kind,
+  type ValidationContext,
+} from 'graphql/index.js';
 import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Config, Limits } from '../config.js';
 import type { Logger } from '../log.js';
@@ -44,6 +53,7 @@ export interface YogaOptions {
 export interface YogaSecurity {
   authenticator: Authenticator;
   limits: Limits;
+  logger: Logger;
 }
 const security = new WeakMap<object, YogaSecurity>();
 
@@ -105,32 +115,40 @@ function useErrorCodes(): Plugin {
   const tag = (err: unknown, code: string) => {
     if (err instanceof GraphQLError && err.extensions && !err.extensions.code) (err.extensions as Record<string, unknown>).code = code;
   };
-  /** Variable coercion errors (no path, raised before execution) name the variable; a new result if any changed. */
-  const tagResult = (result: unknown): ExecutionResult | undefined => {
+  /**
+   * Variable coercion errors (no path, raised before execution) get BAD_USER_INPUT and the field: the path in
+   * the variable (`input.hyperparameters.nEpochs`) or `$name`. graphql-jit words them after the innermost
+   * field ("$nEpochs"), so they are recomputed with graphql-js, whose messages give the whole path.
+   */
+  const tagResult = (result: unknown, args: ExecutionArgs): ExecutionResult | undefined => {
     const r = result as ExecutionResult | null;
-    if (!r?.errors?.length) return undefined;
-    let changed = false;
-    const errors = r.errors.map((err) => {
-      if (err.path || err.extensions?.code) return err;
+    const isCoercion = (err: GraphQLError) => !err.path && !err.extensions?.code && /^Variable "\$/.test(err.message);
+    if (!r?.errors?.length || !r.errors.some(isCoercion)) return undefined;
+    let coercion: readonly GraphQLError[] = r.errors.filter(isCoercion);
+    const operation = getOperationAST(args.document, args.operationName ?? undefined);
+    if (operation) {
+      const exact = getVariableValues(args.schema, operation.variableDefinitions ?? [], (args.variableValues ?? {}) as Record<string, unknown>, { maxErrors: 20 });
+      if (exact.errors?.length) coercion = exact.errors;
+    }
+    const tagged = coercion.map((err) => {
+      const at = /^Variable "\$[A-Za-z_][A-Za-z0-9_]*" got invalid value .*? at "([^"]+)"/.exec(err.message)?.[1];
       const variable = /^Variable "\$([A-Za-z_][A-Za-z0-9_]*)"/.exec(err.message)?.[1];
-      if (!variable) return err;
-      changed = true;
       // GraphQL over HTTP: 400 for application/graphql-response+json, 200 for application/json (`spec`).
-      return withExtensions(err, { code: 'BAD_USER_INPUT', field: `$${variable}`, http: { spec: true, status: 400 } });
+      return withExtensions(err, { code: 'BAD_USER_INPUT', field: at ?? `$${variable}`, http: { spec: true, status: 400 } });
     });
-    return changed ? { ...r, errors } : undefined;
+    return { ...r, errors: [...tagged, ...r.errors.filter((e) => !isCoercion(e))] };
   };
   return {
     onParse: () => ({ result }) => tag(result, 'GRAPHQL_PARSE_FAILED'),
-    onExecute: () => ({
+    onExecute: ({ args }) => ({
       onExecuteDone: ({ result, setResult }) => {
-        const tagged = tagResult(result);
+        const tagged = tagResult(result, args);
         if (tagged) setResult(tagged);
       },
     }),
-    onSubscribe: () => ({
+    onSubscribe: ({ args }) => ({
       onSubscribeResult: ({ result, setResult }) => {
-        const tagged = tagResult(result);
+        const tagged = tagResult(result, args);
         if (tagged) setResult(tagged);
       },
     }),
@@ -208,6 +226,9 @@ function useOperationGate(): Plugin<GraphQLContext> {
   return { onExecute: check as never, onSubscribe: check as never };
 }
 
+/** Past this many times the limit, an oversized body is no longer drained. */
+const DRAIN_LIMIT_FACTOR = 16;
+
 /** Non-multipart bodies up to maxBodyBytes, counted while streaming too (chunked bodies have no Content-Length). */
 function useBodyLimit(limit: number): Plugin {
   return {
@@ -226,12 +247,16 @@ function useBodyLimit(limit: number): Plugin {
           const { done, value } = await reader.read();
           if (done) break;
           size += value.byteLength;
-          if (size > limit) {
+          if (size <= limit) chunks.push(value);
+          else if (size > DRAIN_LIMIT_FACTOR * limit) {
+            // Far too large: stop reading (the client may then see the connection reset).
             await reader.cancel().catch(() => undefined);
-            throw bodyTooLarge(limit);
+            break;
           }
-          chunks.push(value);
+          // Otherwise keep reading and dropping: a client that sends its whole body before reading the answer
+          // (most do) would wait forever for a server that stopped reading.
         }
+        if (size > limit) throw bodyTooLarge(limit);
         return parse(new fetchAPI.Request(req.url, { method: req.method, headers: req.headers, body: Buffer.concat(chunks) }));
       });
     },
@@ -360,6 +385,6 @@ export function createYogaServer(
       ...(opts.plugins ?? []),
     ],
   });
-  security.set(yoga, { authenticator, limits });
+  security.set(yoga, { authenticator, limits, logger });
   return yoga;
 }
