@@ -99,6 +99,43 @@ export interface Config {
   /** Origins allowed to call the API cross-origin (CORS_ORIGINS); empty: none (same-origin GraphiQL still works). */
   corsOrigins: string[];
   limits: Limits;
+  /**
+   * Cluster mode (REDIS_URL): live-update fan-out over Redis pub/sub, one poller per job across instances (a Redis
+   * lease), shared idempotency keys (src/live/cluster). Undefined: everything stays in this process.
+   */
+  redis?: RedisConfig;
+  /** GET /metrics for Prometheus (METRICS, default 1). */
+  metrics: boolean;
+}
+
+export interface RedisConfig {
+  /** REDIS_URL (redis:// or rediss://); may hold a password, so it is never logged. */
+  url: string;
+  /** REDIS_KEY_PREFIX (default `ftgql:`): every key and channel starts with it. */
+  keyPrefix: string;
+  /** INSTANCE_ID (default `<hostname>-<pid>-<random>`): this instance's name in leases and presence. */
+  instanceId?: string;
+  /** LIVE_LEASE_MS (default 5000, at least twice POLL_INTERVAL_MS): a dead poller's job is taken over within it. */
+  leaseMs?: number;
+}
+
+/** REDIS_URL and friends; undefined without REDIS_URL. */
+export function loadRedisConfig(env: NodeJS.ProcessEnv): RedisConfig | undefined {
+  const url = env.REDIS_URL?.trim();
+  if (!url) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error('REDIS_URL is not a valid URL (expected redis://host:6379 or rediss://…)');
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error('REDIS_URL must be a redis:// or rediss:// URL');
+  const keyPrefix = env.REDIS_KEY_PREFIX ?? 'ftgql:';
+  if (!/^[A-Za-z0-9_:.-]{0,100}$/.test(keyPrefix)) throw new Error('REDIS_KEY_PREFIX may only hold A-Z a-z 0-9 _ : . - (at most 100)');
+  const instanceId = env.INSTANCE_ID?.trim() || undefined;
+  if (instanceId !== undefined && !/^[A-Za-z0-9_.:-]{1,100}$/.test(instanceId)) throw new Error('INSTANCE_ID may only hold A-Z a-z 0-9 _ . : - (at most 100)');
+  const leaseMs = env.LIVE_LEASE_MS ? positive(env.LIVE_LEASE_MS, 5_000, 'LIVE_LEASE_MS') : undefined;
+  return { url, keyPrefix, instanceId, leaseMs };
 }
 
 function int(value: string | undefined, fallback: number, name: string): number {
@@ -261,6 +298,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     production,
     auth: loadAuth(env, host),
     corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
+    redis: loadRedisConfig(env),
+    metrics: env.METRICS !== '0',
     limits: {
       maxDepth: positive(env.GRAPHQL_MAX_DEPTH, DEFAULT_LIMITS.maxDepth, 'GRAPHQL_MAX_DEPTH'),
       maxAliases: int(env.GRAPHQL_MAX_ALIASES, DEFAULT_LIMITS.maxAliases, 'GRAPHQL_MAX_ALIASES'),
