@@ -184,6 +184,7 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
         const replays = this.pendingReplays.splice(0);
         const dueAt = (tick ? this.tickDueAt : undefined) ?? Date.now();
         if (tick) this.tickDueAt = undefined;
+        if (tick) this.opts.observer?.pollLag?.(Math.max(0, Date.now() - dueAt));
         try {
           if (retrieve) {
             const epoch = this.notifyEpoch;

@@ -75,6 +75,8 @@ export interface LiveOptions {
   /** A subscriber that falls this many events behind is ended with SLOW_CONSUMER. Default 10000. */
   maxBacklog: number;
   logger?: LiveLogger;
+  /** Metrics hooks (src/http/metrics.ts): how late each poll started against the time it was due. */
+  observer?: { pollLag?(ms: number): void };
 }
 
 export interface LiveStats {
