@@ -45,6 +45,8 @@ export interface UpstreamOptions {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   connections?: number;
+  /** Wraps the fetch every call goes through (metrics: src/http/metrics.ts counts calls by route and status). */
+  wrapFetch?: (fetch: FetchLike) => FetchLike;
   /** Idempotency keys of createJob. Default: an in-memory store (one process). */
   idempotencyStore?: IdempotencyStore<RawJob>;
   /** How long idempotency keys are kept (IDEMPOTENCY_TTL_MS). Default 24 h. */
@@ -228,6 +230,7 @@ export class Upstream {
       this.agent = agent;
       this.fetch = pooledFetch(agent);
     }
+    if (opts.wrapFetch) this.fetch = opts.wrapFetch(this.fetch);
     const size = opts.finishedJobCacheSize ?? 1000;
     if (size > 0) {
       // Bounded both in entries and in (approximate JSON) bytes: events pages of long jobs can be large.
