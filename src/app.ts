@@ -2,7 +2,8 @@
  * Wiring: one node:http server with
  *   /v1/*     the embedded local fine-tuning service (only when no upstream is configured)
  *   /health   liveness
- *   /ready    readiness: the upstream answers (503 while shutting down)
+ *   /ready    readiness: the upstream answers, and Redis in cluster mode (503 while shutting down or if one fails)
+ *   /metrics  Prometheus metrics (src/http/metrics.ts; METRICS=0 turns it off)
  *   /graphql  the GraphQL API (graphql-yoga; GraphiQL on a browser GET)
  *
  * Every request gets a request id (a sane incoming x-request-id, else a new UUID), returned as x-request-id and
@@ -22,9 +23,11 @@ import type { Plugin } from 'graphql-yoga';
 import { type Config, describeBackend } from './config.js';
 import { startEmbedded } from './http/embedded.js';
 import { createJsonFastPath } from './http/fast-path.js';
+import { createMetrics, type Metrics, readiness, runCheck } from './http/metrics.js';
 import { attachGraphQLWebSocket } from './http/websocket.js';
 import { createYogaServer } from './http/yoga.js';
 import { JobWatchRegistry, liveOptionsFromEnv, type LiveJobs, type LiveOptions } from './live/index.js';
+import { type Cluster, createCluster } from './live/cluster/index.js';
 import { createLogger, type Logger, requestContext, requestIdFrom } from './log.js';
 import type { GraphQLContext } from './resolvers/context.js';
 import { type FetchLike, Upstream, type UpstreamOptions } from './upstream/client.js';
@@ -41,6 +44,10 @@ export interface RunningServer {
   startupLine: string;
   /** Live updates: the shared job pollers behind the subscriptions. */
   live: LiveJobs<RawJob, RawEvent>;
+  /** Cluster mode (REDIS_URL): the Redis connections, this instance's id, the shared stores. */
+  cluster?: Cluster<RawJob, RawEvent, RawJob>;
+  /** The Prometheus registry behind /metrics (unless METRICS=0). */
+  metrics?: Metrics;
   /** Graceful shutdown (see the top of this file); the same promise on every call. */
   close(): Promise<void>;
 }
@@ -93,6 +100,10 @@ function json(res: ServerResponse, status: number, body: unknown) {
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = createLogger(config.logLevel, opts.logStream);
   const embedded = config.backend.kind === 'embedded' ? await startEmbedded(config) : undefined;
+  const metrics = config.metrics ? createMetrics() : undefined;
+  const liveOptions: Partial<LiveOptions> = { ...liveOptionsFromEnv(), ...opts.live, logger, observer: metrics?.live };
+  // Cluster mode: Redis connects in the background; /ready reports it until it answers.
+  const cluster = config.redis ? createCluster<RawJob, RawEvent, RawJob>(config.redis, liveOptions, logger, metrics?.live) : undefined;
 
   const upstream = new Upstream({
     // The embedded service is called in-process (no socket); the host below is never contacted.
@@ -108,14 +119,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     idempotencyTag: config.upstream.idempotencyTag,
     connections: config.upstream.connections,
     finishedJobCacheSize: config.finishedJobCacheSize,
+    idempotencyStore: cluster?.idempotency,
+    wrapFetch: metrics?.wrapFetch,
     ...opts.upstream,
     logger,
   });
 
-  const live = new JobWatchRegistry<RawJob, RawEvent>({ ...liveOptionsFromEnv(), ...opts.live, logger });
+  const live: LiveJobs<RawJob, RawEvent> = cluster ? cluster.live : new JobWatchRegistry<RawJob, RawEvent>(liveOptions);
+  metrics?.setLive(cluster ? cluster.live : live);
   const yoga = createYogaServer(config, upstream, logger, {
     ...opts,
-    plugins: [operationNamePlugin, ...(opts.plugins ?? [])],
+    plugins: [operationNamePlugin, ...(metrics ? [metrics.plugin] : []), ...(opts.plugins ?? [])],
     extendContext: (ctx) => {
       ctx.live = live;
       opts.extendContext?.(ctx);
@@ -134,13 +148,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   const ready = async (res: ServerResponse) => {
     if (draining) return json(res, 503, { status: 'shutting down' });
-    try {
-      await upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 });
-      json(res, 200, { status: 'ready' });
-    } catch (err) {
-      const code = (err as GraphQLError).extensions?.code ?? 'UPSTREAM_UNAVAILABLE';
-      json(res, 503, { status: 'unavailable', code });
-    }
+    const { status, body } = await readiness(
+      {
+        upstream: () => runCheck(() => upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 }), 'UPSTREAM_UNAVAILABLE', config.upstream.timeoutMs),
+        ...(cluster ? { redis: () => runCheck(() => cluster.check(), 'REDIS_UNAVAILABLE', 2_000) } : {}),
+      },
+      cluster !== undefined,
+    );
+    json(res, status, body);
   };
 
   const route = (req: IncomingMessage, res: ServerResponse) => {
@@ -152,6 +167,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const path = url.split('?', 1)[0];
     if (path === '/health') return json(res, 200, { status: 'ok' });
     if (path === '/ready') return void ready(res);
+    if (path === '/metrics' && metrics && (req.method === 'GET' || req.method === 'HEAD')) return void metrics.serve(res);
     if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
       res.writeHead(302, { location: '/graphql' });
       res.end();
@@ -196,6 +212,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     res.once('close', () => {
       inflight.delete(res);
       accessLog(reqId, req, res.statusCode, started, res.writableFinished ? {} : { aborted: true });
+      metrics?.observeHttp(req, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
       if (draining) {
         // Keep-alive sockets that just became idle are closed at once while draining.
         setImmediate(() => httpServer.closeIdleConnections());
@@ -285,6 +302,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await embedded.close();
       phase('local service and database closed');
     }
+    if (cluster) {
+      await cluster.close();
+      phase('redis connections closed');
+    }
     logger.info({ phase: 'done', elapsedMs: Date.now() - t0 }, 'shutdown: done');
   };
 
@@ -296,6 +317,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     logger,
     startupLine,
     live,
+    cluster,
+    metrics,
     close() {
       closing ??= shutdown();
       return closing;

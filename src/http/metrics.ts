@@ -1,0 +1,266 @@
+/**
+ * Observability: `/metrics` for Prometheus and the checks behind `/ready`.
+ *
+ * Series (one prom-client registry per server):
+ *   graphql_envelop_*                           @graphql-yoga/plugin-prometheus: operations, errors, parse/validate/
+ *                                               context/execute/subscribe durations. Envelop-level, so they count
+ *                                               the JSON fast path (src/http/fast-path.ts) and graphql-ws too.
+ *   ftgql_http_requests_total{method,route,status}, ftgql_http_request_duration_seconds{method,route}
+ *                                               every HTTP request, whichever path served it (observed in app.ts).
+ *                                               yoga's own graphql_yoga_http_duration is off: it is an HTTP-level
+ *                                               hook that the fast path does not run, so it would miss most requests.
+ *   ftgql_upstream_requests_total{method,route,status}, ftgql_upstream_request_duration_seconds{method,route}
+ *                                               calls to the fine-tuning API (each attempt; status "error" when no
+ *                                               response came); routes with ids replaced by {id}.
+ *   ftgql_live_pollers, ftgql_live_subscriptions, ftgql_live_watched_jobs
+ *                                               jobs polled by this instance, open subscription streams, jobs watched.
+ *   ftgql_live_poll_lag_seconds                 how late each poll started against its due time.
+ *   ftgql_live_lease_acquired_total, ftgql_live_lease_lost_total   (cluster mode) poller leases taken and lost.
+ *   process_* / nodejs_*                        prom-client's default metrics.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
+import type { Plugin } from 'graphql-yoga';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { LiveStats } from '../live/types.js';
+
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+export interface LiveGauges {
+  stats(): LiveStats;
+  watchCount?(): number;
+}
+
+export interface Metrics {
+  registry: Registry;
+  /** The envelop/yoga plugin (add it to yoga's plugins). */
+  plugin: Plugin<any>;
+  /** Counts one HTTP request of this server (call when its response closed). */
+  observeHttp(req: IncomingMessage, status: number, seconds: number): void;
+  /** A fetch that counts each upstream call by route and status. */
+  wrapFetch(fetch: FetchLike): FetchLike;
+  /** Hooks for the live module (poll lag, leases). */
+  live: { pollLag(ms: number): void; leaseAcquired(): void; leaseLost(): void };
+  /** The live module whose gauges are read at each scrape. */
+  setLive(live: LiveGauges): void;
+  /** Answers GET /metrics. */
+  serve(res: ServerResponse): Promise<void>;
+}
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Path segments of the fine-tuning API kept as they are in route labels; anything else is an id. */
+const STATIC_SEGMENTS = new Set([
+  'v1',
+  'fine_tuning',
+  'jobs',
+  'events',
+  'checkpoints',
+  'checkpoint',
+  'permissions',
+  'files',
+  'content',
+  'cancel',
+  'pause',
+  'resume',
+  'models',
+  'uploads',
+  'parts',
+  'complete',
+]);
+
+/** `/v1/fine_tuning/jobs/ftjob-abc/events?limit=1` → `/v1/fine_tuning/jobs/{id}/events` (bounded label values). */
+export function upstreamRoute(url: string): string {
+  let path: string;
+  try {
+    path = new URL(url).pathname;
+  } catch {
+    path = url.split('?', 1)[0] ?? '';
+  }
+  return (
+    path
+      .split('/')
+      .map((seg) => (seg === '' || STATIC_SEGMENTS.has(seg) ? seg : '{id}'))
+      .join('/') || '/'
+  );
+}
+
+/** This server's routes, as labels. */
+export function serverRoute(url: string | undefined): string {
+  const path = (url ?? '/').split('?', 1)[0]!;
+  if (path === '/graphql' || path === '/health' || path === '/ready' || path === '/metrics' || path === '/') return path;
+  if (path === '/v1' || path.startsWith('/v1/')) return '/v1';
+  return 'other';
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const plugin = usePrometheus({
+    registry,
+    endpoint: false,
+    metrics: {
+      // An HTTP-level hook: the JSON fast path would not be counted (ftgql_http_* counts every request instead).
+      graphql_yoga_http_duration: false,
+    },
+  }) as Plugin<any>;
+
+  const httpRequests = new Counter({
+    name: 'ftgql_http_requests_total',
+    help: 'HTTP requests served, by route (fast path and yoga alike)',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const httpDuration = new Histogram({
+    name: 'ftgql_http_request_duration_seconds',
+    help: 'Time to serve an HTTP request (until its response closed)',
+    labelNames: ['method', 'route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const upstreamRequests = new Counter({
+    name: 'ftgql_upstream_requests_total',
+    help: 'Calls to the fine-tuning API (each attempt), by route and status ("error": no response)',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const upstreamDuration = new Histogram({
+    name: 'ftgql_upstream_request_duration_seconds',
+    help: 'Duration of calls to the fine-tuning API',
+    labelNames: ['method', 'route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const pollLag = new Histogram({
+    name: 'ftgql_live_poll_lag_seconds',
+    help: 'How late a live poll started against the time it was due',
+    buckets: LAG_BUCKETS,
+    registers: [registry],
+  });
+  const leasesAcquired = new Counter({
+    name: 'ftgql_live_lease_acquired_total',
+    help: 'Poller leases this instance took (cluster mode)',
+    registers: [registry],
+  });
+  const leasesLost = new Counter({
+    name: 'ftgql_live_lease_lost_total',
+    help: 'Poller leases this instance lost before giving them back (cluster mode)',
+    registers: [registry],
+  });
+
+  let live: LiveGauges | undefined;
+  new Gauge({
+    name: 'ftgql_live_pollers',
+    help: 'Jobs polled by this instance (one poller per credential and job)',
+    registers: [registry],
+    collect() {
+      this.set(live?.stats().pollers ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'ftgql_live_subscriptions',
+    help: 'Open subscription streams on this instance',
+    registers: [registry],
+    collect() {
+      this.set(live?.stats().subscribers ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'ftgql_live_watched_jobs',
+    help: 'Jobs this instance has subscribers of or polls',
+    registers: [registry],
+    collect() {
+      this.set(live?.watchCount?.() ?? live?.stats().pollers ?? 0);
+    },
+  });
+
+  return {
+    registry,
+    plugin,
+    observeHttp(req, status, seconds) {
+      const route = serverRoute(req.url);
+      const method = req.method ?? 'GET';
+      httpRequests.inc({ method, route, status: String(status) });
+      httpDuration.observe({ method, route }, seconds);
+    },
+    wrapFetch(fetch) {
+      return async (input, init) => {
+        const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+        const method = (init?.method ?? (typeof input === 'object' && 'method' in input ? input.method : 'GET')).toUpperCase();
+        const route = upstreamRoute(url);
+        const t0 = performance.now();
+        let status = 'error';
+        try {
+          const res = await fetch(input, init);
+          status = String(res.status);
+          return res;
+        } finally {
+          upstreamRequests.inc({ method, route, status });
+          upstreamDuration.observe({ method, route }, (performance.now() - t0) / 1000);
+        }
+      };
+    },
+    live: {
+      pollLag: (ms) => pollLag.observe(ms / 1000),
+      leaseAcquired: () => leasesAcquired.inc(),
+      leaseLost: () => leasesLost.inc(),
+    },
+    setLive(l) {
+      live = l;
+    },
+    async serve(res) {
+      const text = await registry.metrics();
+      res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+      res.end(text);
+    },
+  };
+}
+
+// ---- /ready ------------------------------------------------------------------------------------------------------
+
+export interface CheckResult {
+  ok: boolean;
+  latencyMs?: number;
+  /** An error code (UPSTREAM_UNAVAILABLE, UNAUTHENTICATED, …); never a URL or a key. */
+  code?: string;
+  error?: string;
+}
+
+/** Runs a check within `timeoutMs`; a throw or a timeout is a failure with `code`. */
+export async function runCheck(fn: () => Promise<unknown>, code: string, timeoutMs: number): Promise<CheckResult> {
+  const t0 = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const r = await Promise.race([
+      fn(),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })), timeoutMs))),
+    ]);
+    const ms = Math.round((performance.now() - t0) * 100) / 100;
+    if (r && typeof r === 'object' && 'ok' in r && (r as CheckResult).ok === false) return { ...(r as CheckResult), code: (r as CheckResult).code ?? code };
+    return { ok: true, latencyMs: ms };
+  } catch (err) {
+    // The upstream client's errors carry a GraphQL code (UPSTREAM_UNAVAILABLE, UNAUTHENTICATED, …).
+    const e = err as { extensions?: { code?: unknown }; code?: unknown };
+    const timeout = e?.code === 'TIMEOUT';
+    return { ok: false, code: typeof e?.extensions?.code === 'string' ? e.extensions.code : code, ...(timeout ? { error: 'timeout' } : {}) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The body of /ready: `{ status: 'ready' | 'unavailable', code?, checks }` (503 when any check fails); `code` is the
+ * first failing check's. A single-process server that is ready answers `{ status: 'ready' }` as before, unless
+ * `verbose` (cluster mode, where there is more than one thing to check).
+ */
+export async function readiness(checks: Record<string, () => Promise<CheckResult>>, verbose: boolean): Promise<{ status: number; body: Record<string, unknown> }> {
+  const names = Object.keys(checks);
+  const results = await Promise.all(names.map((n) => checks[n]!()));
+  const out: Record<string, CheckResult> = {};
+  names.forEach((n, i) => (out[n] = results[i]!));
+  const failed = results.find((r) => !r.ok);
+  if (failed) return { status: 503, body: { status: 'unavailable', code: failed.code, checks: out } };
+  return { status: 200, body: verbose ? { status: 'ready', checks: out } : { status: 'ready' } };
+}
