@@ -329,8 +329,10 @@ export function createYogaServer(
     graphiql: config.graphiql
       ? {
           title: 'Fine-tuning GraphQL API',
-          // Subscriptions in GraphiQL go over the graphql-ws websocket on /graphql.
-          subscriptionsProtocol: 'WS',
+          // Subscriptions in GraphiQL go over the graphql-ws websocket on /graphql. When clients must
+          // authenticate, over SSE instead: it sends the Authorization header set in GraphiQL's headers editor,
+          // which GraphiQL does not put into the websocket's connectionParams.
+          subscriptionsProtocol: config.auth.mode === 'none' ? 'WS' : 'SSE',
           defaultQuery: EXAMPLES[0]!.query,
           defaultTabs: EXAMPLES.map((e) => ({
             query: e.query,

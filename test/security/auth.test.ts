@@ -184,6 +184,12 @@ describe('AUTH_MODE=tokens over HTTP', () => {
     expect((await storedCounts(client)).files).toBe(before.files + 1);
   });
 
+  it("GraphiQL (still served without a token) sends subscriptions over SSE, which carries its headers editor's Authorization", async () => {
+    const page = await (await fetch(`${api.url}/graphql`, { headers: { accept: 'text/html' } })).text();
+    expect(page).toContain('Fine-tuning GraphQL API');
+    expect(page).toMatch(/"subscriptionsProtocol":\s*"SSE"/);
+  });
+
   it('the schema is public: __typename and introspection need no token, but not mixed with data fields', async () => {
     const t = await post({ query: '{ __typename }' });
     expect(t).toMatchObject({ status: 200, data: { __typename: 'Query' } });
