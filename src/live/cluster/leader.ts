@@ -57,6 +57,8 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
   private renewTimer: NodeJS.Timeout | undefined;
   private lastRenewed = Date.now();
   private reloadJob = false;
+  /** The next tick takes the job from the state (a mutation just put it there) instead of retrieving it. */
+  private skipRetrieve = false;
   private loaded = false;
   private sawActive = false;
   private finalSweepDone = false;
@@ -88,10 +90,11 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     this.kick();
   }
 
-  /** A mutation's state arrived (or someone asked for a poll): poll now. */
+  /** A mutation's state was published (by any instance): walk the events now, without retrieving the job. */
   poke(): void {
     if (this.stopped) return;
     this.reloadJob = true;
+    this.skipRetrieve = true;
     this.dueTick = true;
     this.backingOff = false;
     this.clearTimer();
@@ -252,6 +255,13 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
         return false;
       }
     }
+    if (this.skipRetrieve && this.state.job) {
+      this.skipRetrieve = false;
+      this.status = (JSON.parse(this.state.job) as J).status;
+      if (!isTerminal(this.status)) this.sawActive = true;
+      return this.walk();
+    }
+    this.skipRetrieve = false;
     const notify = this.state.notify;
     const job = await this.upstream.retrieveJob(this.jobId);
     if (this.stopped) return false;
