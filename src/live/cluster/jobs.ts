@@ -317,7 +317,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
     const hash = credentialHash(scope.credential);
     const key = `${hash}:${jobId}`;
     let watch = this.watches.get(key);
-    if (!watch || watch.isClosed) {
+    if (!watch || watch.isClosed || watch.broken) {
       watch = new Watch<J, E>(this, key, jobKeys(this.options.keyPrefix, hash, jobId), jobId, scope, () => {
         if (this.watches.get(key) === watch) this.watches.delete(key);
       });
@@ -399,12 +399,25 @@ class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
       [keys.ctl, ctl],
     ];
     for (const [topic, l] of this.keepers) owner.target.addEventListener(topic, l as EventListener);
-    // SUBSCRIBE again (a no-op for Redis) to learn when the subscription is in effect.
-    this.ready = owner.subscriber.subscribe(keys.events, keys.job, keys.ctl).then(
-      () => true,
-      () => false,
-    );
+    // SUBSCRIBE again (a no-op for Redis) to learn when the subscription is in effect. While Redis is down the
+    // command waits in ioredis's queue: streams give up after a while (UPSTREAM_UNAVAILABLE) and the next stream
+    // gets a new watch.
+    let timer: NodeJS.Timeout | undefined;
+    this.ready = Promise.race([
+      owner.subscriber.subscribe(keys.events, keys.job, keys.ctl).then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(2_000, owner.options.leaseMs)))),
+    ]).then((ok) => {
+      clearTimeout(timer);
+      if (!ok) this.broken = true;
+      return ok;
+    });
   }
+
+  /** Its channel subscription failed: new streams get a new watch. */
+  broken = false;
 
   get isClosed(): boolean {
     return this.closed;
