@@ -16,6 +16,8 @@
  *                                               jobs polled by this instance, open subscription streams, jobs watched.
  *   ftgql_live_poll_lag_seconds                 how late each poll started against its due time.
  *   ftgql_live_lease_acquired_total, ftgql_live_lease_lost_total   (cluster mode) poller leases taken and lost.
+ *   ftgql_live_resyncs_total                    (cluster mode) streams that caught up from the upstream after a gap
+ *                                               (messages lost while a Redis connection was down) or a reset state.
  *   process_* / nodejs_*                        prom-client's default metrics.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -40,7 +42,7 @@ export interface Metrics {
   /** A fetch that counts each upstream call by route and status. */
   wrapFetch(fetch: FetchLike): FetchLike;
   /** Hooks for the live module (poll lag, leases). */
-  live: { pollLag(ms: number): void; leaseAcquired(): void; leaseLost(): void };
+  live: { pollLag(ms: number): void; leaseAcquired(): void; leaseLost(): void; resync(): void };
   /** The live module whose gauges are read at each scrape. */
   setLive(live: LiveGauges): void;
   /** Answers GET /metrics. */
@@ -150,6 +152,12 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const resyncs = new Counter({
+    name: 'ftgql_live_resyncs_total',
+    help: 'Subscription streams that caught up from the upstream after a gap or a reset state (cluster mode)',
+    registers: [registry],
+  });
+
   let live: LiveGauges | undefined;
   new Gauge({
     name: 'ftgql_live_pollers',
@@ -206,6 +214,7 @@ export function createMetrics(): Metrics {
       pollLag: (ms) => pollLag.observe(ms / 1000),
       leaseAcquired: () => leasesAcquired.inc(),
       leaseLost: () => leasesLost.inc(),
+      resync: () => resyncs.inc(),
     },
     setLive(l) {
       live = l;

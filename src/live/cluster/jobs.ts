@@ -39,6 +39,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
   readonly target: Target;
   private readonly watches = new Map<string, Watch<J, E>>();
   private readonly streams = new Set<(failure: LiveFailure) => void>();
+  private readonly open_ = new Set<ClusterStream<J, E>>();
   /** Upstream walks in flight, shared by the streams that need the same one (see catchUp). */
   private readonly walks = new Map<string, Promise<Walk<E>>>();
   private subscriptions = 0;
@@ -62,6 +63,18 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
     this.target = createRedisEventTarget<CustomEvent>({ publishClient: redis, subscribeClient: subscriber });
     // ioredis warns past 10 listeners of one event; redis-event-target registers one 'message' listener.
     setMaxListeners(0, subscriber);
+    // After a reconnect (ioredis resubscribes by itself), messages published meanwhile are lost: once the
+    // resubscription is in effect (a PING queued behind it answered), every stream compares itself with the state.
+    let connected = false;
+    subscriber.on('ready', () => {
+      if (!connected) return void (connected = true);
+      subscriber.ping().then(
+        () => {
+          for (const s of this.open_) s.nudge();
+        },
+        () => undefined,
+      );
+    });
   }
 
   stats(): LiveStats {
@@ -121,6 +134,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
        * published event, then continues from its sequence number. False once the stream must end.
        */
       const sync = async (from: string | null, state: ClusterState, isAfter: boolean): Promise<boolean> => {
+        if (!isAfter) this.options.observer?.resync?.();
         for (let attempt = 0; ; attempt++) {
           let result: CatchUp<E> | LiveFailure | undefined;
           try {
@@ -176,6 +190,12 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
           if (!msg) return;
           if (msg.kind === 'error') return void (await push(new LiveFailure(msg.code, msg.message)));
           if (msg.kind === 'job') continue;
+          if (msg.kind === 'check') {
+            const fresh = await stream.until(this.readState(stream.watch.keys));
+            if (fresh && (fresh.epoch !== epoch || fresh.seq > seq) && !(await sync(lastId, fresh, false))) return;
+            if (fresh?.ended) return;
+            continue;
+          }
           if (msg.kind === 'state') {
             if (msg.epoch !== epoch) {
               // The state in Redis was reset (lost, or re-baselined): catch up from the last event against it.
@@ -257,6 +277,9 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
           if (msg.kind === 'error') return void (await push(new LiveFailure(msg.code, msg.message)));
           if (msg.kind === 'job') {
             if (!(await deliver(msg.job, msg.hash, msg.epoch, msg.version))) return;
+          } else if (msg.kind === 'check') {
+            const st = await stream.until(this.readState(stream.watch.keys));
+            if (st?.job && !(await deliver(JSON.parse(st.job) as J, st.jobHash, st.epoch, st.version))) return;
           } else if (msg.kind === 'end') {
             // The terminal state normally came just before; if its message was lost, take it from the state.
             const last = await stream.until(this.readState(stream.watch.keys));
@@ -328,11 +351,13 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
     this.subscriptions++;
     const stream = new ClusterStream<J, E>(w, this.target, topic, stop, this.options.maxBacklog, () => {
       this.streams.delete(end);
+      this.open_.delete(stream);
       this.subscriptions--;
       w.dropRef();
     });
     const end = (failure: LiveFailure) => stream.fail(failure);
     this.streams.add(end);
+    this.open_.add(stream);
     w.addRef();
     return stream;
   }
@@ -584,6 +609,11 @@ class ClusterStream<J extends LiveJob, E extends LiveEvent> {
       return;
     }
     this.wake?.();
+  }
+
+  /** Asks the stream to compare itself with the state in Redis (after a reconnect). */
+  nudge(): void {
+    this.receive({ kind: 'check' });
   }
 
   private unlisten(): void {

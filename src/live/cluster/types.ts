@@ -14,7 +14,9 @@ export type ClusterMessage<J extends LiveJob = LiveJob, E extends LiveEvent = Li
   /** The job is terminal and `seq` is its last event. (both) */
   | { kind: 'end'; epoch: string; seq: number }
   /** A failure that ends every stream of the job. (both) */
-  | { kind: 'error'; code: LiveErrorCode; message: string };
+  | { kind: 'error'; code: LiveErrorCode; message: string }
+  /** Local only: the subscriber connection came back; messages may have been lost meanwhile, look at the state. */
+  | { kind: 'check' };
 
 /** Control messages between instances (ctl channel). */
 export type ControlMessage = { kind: 'poke' } | { kind: 'released' };
@@ -54,6 +56,8 @@ export interface ClusterObserver {
   leaseAcquired?(): void;
   /** This instance lost a lease it held (expired, or taken by another instance). */
   leaseLost?(): void;
+  /** A stream caught up from the upstream after a gap, a reset state or a reconnect. */
+  resync?(): void;
 }
 
 export interface ClusterOptions extends LiveOptions {
