@@ -98,6 +98,7 @@ export function serverRoute(url: string | undefined): string {
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
+  boundClientLabels(registry);
   collectDefaultMetrics({ register: registry });
 
   const plugin = usePrometheus({
@@ -224,6 +225,49 @@ export function createMetrics(): Metrics {
       res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
       res.end(text);
     },
+  };
+}
+
+/**
+ * Operation names, and error paths (which hold aliases), are chosen by clients: each new value would be a new
+ * series, so any caller could grow the registry without bound. The envelop metrics' label values are kept to the
+ * first MAX_LABEL_VALUES well-formed names (GraphQL names, at most 64 characters); others count as "other".
+ */
+const MAX_LABEL_VALUES = 200;
+function boundClientLabels(registry: Registry): void {
+  const seen = { operationName: new Set<string>(), path: new Set<string>() };
+  const bound = (kind: 'operationName' | 'path', value: unknown): string => {
+    const v = String(value);
+    const set = seen[kind];
+    if (set.has(v)) return v;
+    const wellFormed = kind === 'operationName' ? /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(v) : v.length <= 200 && /^[A-Za-z0-9_.*]*$/.test(v);
+    if (!wellFormed || set.size >= MAX_LABEL_VALUES) return 'other';
+    set.add(v);
+    return v;
+  };
+  const clean = (labels: unknown): unknown => {
+    if (!labels || typeof labels !== 'object') return labels;
+    const l = labels as Record<string, unknown>;
+    if (!('operationName' in l) && !('path' in l)) return labels;
+    const out = { ...l };
+    if ('operationName' in out) out.operationName = bound('operationName', out.operationName);
+    if ('path' in out && out.path !== undefined) out.path = bound('path', String(out.path).replace(/\.\d+(?=\.|$)/g, '.*'));
+    return out;
+  };
+  // The plugin creates its metrics when yoga initialises it: wrap them as they are registered.
+  const register = registry.registerMetric.bind(registry);
+  registry.registerMetric = (metric) => {
+    if ((metric as unknown as { name: string }).name.startsWith('graphql_envelop_')) {
+      const m = metric as unknown as Record<string, (...args: unknown[]) => unknown>;
+      for (const method of ['labels', 'observe', 'inc', 'startTimer'] as const) {
+        const original = m[method];
+        if (typeof original !== 'function') continue;
+        m[method] = function (this: unknown, first?: unknown, ...rest: unknown[]) {
+          return original.call(this, clean(first), ...rest);
+        };
+      }
+    }
+    register(metric);
   };
 }
 

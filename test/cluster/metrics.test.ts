@@ -103,6 +103,23 @@ describe('/metrics', () => {
     expect(sum(await scrape(inst), 'graphql_envelop_request', 'operationType="subscription"', 'operationName="Events"')).toBe(1);
     await client.dispose();
   });
+
+  // Last of this block: it fills the registry's room for operation names.
+  it('keeps client-chosen operation names from growing the registry without bound', async () => {
+    await Promise.all(
+      Array.from({ length: 260 }, (_, i) => gql(inst, `query Probe${i} { fineTuningJobs(first: 1) { edges { node { id } } } }`)),
+    );
+    const m = await scrape(inst);
+    const names = new Set<string>();
+    for (const k of m.keys()) {
+      if (!k.startsWith('graphql_envelop_request{')) continue;
+      const name = /operationName="([^"]*)"/.exec(k)?.[1];
+      if (name) names.add(name);
+    }
+    expect(names.size).toBeLessThanOrEqual(201);
+    expect(names.has('other')).toBe(true);
+    expect(sum(m, 'graphql_envelop_request', 'operationName="other"')).toBeGreaterThanOrEqual(60);
+  });
 });
 
 describe('/ready', () => {
