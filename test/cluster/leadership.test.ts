@@ -141,6 +141,24 @@ describe('leadership across instances', () => {
     expect(onB.items.map((e) => e.id)).toEqual(rest.slice(1).map((e) => e.id));
   });
 
+  it('an unknown job ends every stream with NOT_FOUND; an unknown `after` is BAD_USER_INPUT on any instance', async () => {
+    const { up, a, b } = await setup(100, { POLL_INTERVAL_MS: '100', LIVE_LEASE_MS: '1000' });
+    const missing = [a, b].map((inst) => collect(wsClient(inst), EVENTS_SUB, { jobId: 'ftjob-doesnotexist' }, 'fineTuningJobEvents'));
+    await Promise.all(missing.map((s) => s.done));
+    for (const s of missing) expect((s.errors[0] as any)?.extensions?.code ?? (s.errors[0] as any)?.[0]?.extensions?.code).toBe('NOT_FOUND');
+
+    const jobId = await createJob(up, 2);
+    await running(up, jobId);
+    const badAfter = [a, b].map((inst) => collect(wsClient(inst), EVENTS_SUB, { jobId, after: 'ftevent-nope' }, 'fineTuningJobEvents'));
+    await Promise.all(badAfter.map((s) => s.done));
+    for (const s of badAfter) {
+      const err = (s.errors[0] as any)?.extensions ? (s.errors[0] as any) : (s.errors[0] as any)?.[0];
+      expect(err?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
+      expect(s.items).toEqual([]);
+    }
+    await waitUntil(() => a.server!.live.stats().pollers + b.server!.live.stats().pollers === 0, 3000);
+  });
+
   it('without REDIS_URL an instance keeps its own poller (single-process mode)', async () => {
     const up = await startUpstream({ stepMs: 200 });
     opened.push(up);

@@ -522,6 +522,11 @@ class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
     const { options, scripts } = this.owner;
     let remaining: number;
     try {
+      // Lead only once this instance hears the job's channels (its own leader's first messages included).
+      if (!(await this.ready)) {
+        this.acquiring = false;
+        return;
+      }
       remaining = Number(await scripts.run('acquire', [this.keys.lease], [options.instanceId, options.leaseMs]));
     } catch {
       remaining = options.pollIntervalMs;
