@@ -141,7 +141,7 @@ describe('leadership across instances', () => {
     expect(onB.items.map((e) => e.id)).toEqual(rest.slice(1).map((e) => e.id));
   });
 
-  it('an unknown job ends every stream with NOT_FOUND; an unknown `after` is BAD_USER_INPUT on any instance', async () => {
+  it('an unknown job ends every stream with NOT_FOUND; an unknown `after` is BAD_USER_INPUT on any instance', { timeout: 15_000 }, async () => {
     const { up, a, b } = await setup(100, { POLL_INTERVAL_MS: '100', LIVE_LEASE_MS: '1000' });
     const missing = [a, b].map((inst) => collect(wsClient(inst), EVENTS_SUB, { jobId: 'ftjob-doesnotexist' }, 'fineTuningJobEvents'));
     await Promise.all(missing.map((s) => s.done));
