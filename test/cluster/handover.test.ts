@@ -133,5 +133,12 @@ describe('leader handover', () => {
     );
     await sleep(10);
     for (const c of clients.flat()) await Promise.resolve(c.dispose()).catch(() => undefined);
+
+    // The survivors shut down cleanly on SIGTERM (leases given back, Redis connections closed, exit 0).
+    for (const inst of survivors) {
+      await inst.close();
+      expect(inst.child!.exitCode).toBe(0);
+      expect(inst.output()).not.toMatch(/unhandled|uncaught/i);
+    }
   });
 });

@@ -60,7 +60,22 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
       stateTtlMs: defined.stateTtlMs ?? merged.leaseMs * 3,
     } as ClusterOptions;
     this.scripts = new Scripts(redis);
-    this.target = createRedisEventTarget<CustomEvent>({ publishClient: redis, subscribeClient: subscriber });
+    // redis-event-target does not handle the promises of its (UN)SUBSCRIBE and PUBLISH calls; one rejected by a
+    // closed connection (shutdown) would be an unhandled rejection. These thin clients swallow them (a failed
+    // SUBSCRIBE is noticed through Watch.ready; ioredis resubscribes after reconnects).
+    const subscribeClient = {
+      on: (event: string, listener: (...args: unknown[]) => void) => {
+        subscriber.on(event, listener);
+        return subscribeClient;
+      },
+      subscribe: (...channels: string[]) => subscriber.subscribe(...channels).catch(() => undefined),
+      unsubscribe: (...channels: string[]) => subscriber.unsubscribe(...channels).catch(() => undefined),
+    };
+    const publishClient = { publish: (channel: string, message: string) => redis.publish(channel, message).catch(() => 0) };
+    this.target = createRedisEventTarget<CustomEvent>({
+      publishClient: publishClient as unknown as Redis,
+      subscribeClient: subscribeClient as unknown as Redis,
+    });
     // ioredis warns past 10 listeners of one event; redis-event-target registers one 'message' listener.
     setMaxListeners(0, subscriber);
     // After a reconnect (ioredis resubscribes by itself), messages published meanwhile are lost: once the
