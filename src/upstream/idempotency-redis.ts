@@ -15,7 +15,19 @@
  * turn empty arrays into objects).
  */
 import type { Redis } from 'ioredis';
+import { UpstreamUnavailableError } from './errors.js';
 import type { ClaimRequest, ClaimResult, IdempotencyRecord, IdempotencyStore } from './idempotency.js';
+
+/** Redis unreachable: the create is refused before anything is sent upstream (a repeat with the same key is safe). */
+async function guarded<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch {
+    throw new UpstreamUnavailableError(
+      'The idempotency-key store (Redis) is unreachable; nothing was created. Repeat the request with the same idempotencyKey in a moment.',
+    );
+  }
+}
 
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
@@ -79,12 +91,12 @@ export class RedisIdempotencyStore<T = unknown> implements IdempotencyStore<T> {
   }
 
   async get(key: string): Promise<IdempotencyRecord<T> | undefined> {
-    const v = await this.redis.get(this.k(key));
+    const v = await guarded(() => this.redis.get(this.k(key)));
     return v ? (JSON.parse(v) as IdempotencyRecord<T>) : undefined;
   }
 
   async claim(key: string, req: ClaimRequest): Promise<ClaimResult<T>> {
-    const [claimed, rest] = (await this.fns.claim(this.k(key), req.fingerprint, req.owner, Math.max(1, Math.round(req.leaseMs)), Math.max(1, Math.round(req.ttlMs)))) as [number, number | string];
+    const [claimed, rest] = (await guarded(() => this.fns.claim(this.k(key), req.fingerprint, req.owner, Math.max(1, Math.round(req.leaseMs)), Math.max(1, Math.round(req.ttlMs))))) as [number, number | string];
     if (claimed === 1) return { claimed: true, attempted: rest === 1 };
     return { claimed: false, record: JSON.parse(String(rest)) as IdempotencyRecord<T> };
   }

@@ -24,6 +24,7 @@ import {
   waitUntil,
   wsClient,
 } from './helpers.js';
+import { uploadTraining } from '../helpers/emulator.js';
 
 const prefix = newPrefix();
 const redis = redisClient();
@@ -143,6 +144,17 @@ describe('/ready', () => {
       expect((await fetch(`${broken.url}/health`)).status).toBe(200);
       const r = await gql(broken, '{ fineTuningJobs(first: 1) { edges { node { id } } } }');
       expect(r.errors).toBeUndefined();
+      // An idempotent create needs the shared key store: refused with a code, and nothing reaches the upstream.
+      const file = await uploadTraining(up.client(KEY));
+      const posts = up.timed.filter((t) => t.route === 'POST /v1/fine_tuning/jobs').length;
+      const create = await gql(
+        broken,
+        `mutation($input: CreateFineTuningJobInput!) { createFineTuningJob(input: $input) { __typename } }`,
+        { input: { model: 'gpt-4o-mini-2024-07-18', trainingFile: file, idempotencyKey: 'no-redis-key' } },
+      );
+      expect(create.errors?.[0]?.extensions?.code).toBe('UPSTREAM_UNAVAILABLE');
+      expect(create.errors?.[0]?.message).toMatch(/idempotency-key store/);
+      expect(up.timed.filter((t) => t.route === 'POST /v1/fine_tuning/jobs').length).toBe(posts);
       // A subscription cannot be served without Redis: it ends with an error rather than hanging.
       const jobId = await createJob(up, 1);
       const client = wsClient(broken);

@@ -214,7 +214,14 @@ export function createRedisClient(opts: RedisClientOptions & { subscriber?: bool
     connectTimeout: 2_000,
     maxRetriesPerRequest: opts.subscriber ? null : 2,
     retryStrategy: (times) => Math.min(100 * times, 2_000),
-    enableReadyCheck: true,
+    // On a subscriber connection, nothing but (UN)SUBSCRIBE/PING may follow a SUBSCRIBE. ioredis writes a SUBSCRIBE
+    // issued while the connection is still in its handshake at once (pub/sub commands are allowed while Redis is
+    // loading), ahead of the ready check's INFO and of CLIENT SETINFO (sent after an asynchronous read of its
+    // package.json); Redis refuses those in subscriber mode, ioredis drops the connection, and the subscriptions
+    // are lost (seen under load, for subscriptions made just after start). So: no ready check and no client info
+    // on the subscriber (the ready check only matters for data commands while Redis loads its dataset).
+    enableReadyCheck: !opts.subscriber,
+    disableClientInfo: true,
   };
   const client = new Redis(opts.url, options);
   client.on('error', (err: Error) => opts.onError?.(err));
