@@ -252,7 +252,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const { port } = httpServer.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
-  const startupLine = `GraphQL API at ${url}/graphql (GraphiQL in a browser); backend: ${describeBackend(config, url)}`;
+  const startupLine = `GraphQL API at ${url}/graphql (GraphiQL in a browser); backend: ${describeBackend(config, url)}; auth: ${config.auth.mode}${config.redis ? '; cluster mode (Redis)' : ''}`;
 
   let closing: Promise<void> | undefined;
   const shutdown = async () => {

@@ -33,6 +33,7 @@ describe('embedded local service (no configuration)', () => {
   it('says which backend it uses, without any key', () => {
     expect(server.startupLine).toContain(`${server.url}/graphql`);
     expect(server.startupLine).toMatch(/embedded local fine-tuning service/);
+    expect(server.startupLine).toMatch(/auth: none/);
     expect(server.startupLine).not.toContain(LOCAL_API_KEY);
   });
 
