@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import { createPubSub, Repeater, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
 import { LiveFailure } from './errors.js';
 import { isTerminal, JobPoller } from './poller.js';
+import { type InboxTarget, SubscriberInbox } from './inbox.js';
 import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
 
 /**
@@ -240,100 +241,16 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
  * past `maxBacklog` queued events the stream ends with SLOW_CONSUMER (the client reconnects with
  * `after` and loses nothing).
  */
-class LiveStream<J extends LiveJob, E extends LiveEvent> {
-  private readonly inbox: LiveMessage<J, E>[] = [];
-  private head = 0;
-  private backlog = 0;
-  private wake: (() => void) | undefined;
-  private interrupt!: () => void;
-  private readonly interrupted: Promise<undefined>;
-  private isStopped = false;
-  private closed = false;
-  private listening = true;
-  private readonly listener: (event: CustomEvent<LiveMessage<J, E>>) => void;
-  /** Set when the stream must end with an error (overflow, shutdown): delivered by the stream. */
-  failure: LiveFailure | undefined;
-
+class LiveStream<J extends LiveJob, E extends LiveEvent> extends SubscriberInbox<LiveMessage<J, E>> {
   constructor(
     readonly poller: JobPoller<J, E>,
-    private readonly target: LiveEventTarget<J, E>,
-    private readonly topic: string,
+    target: LiveEventTarget<J, E>,
+    topic: string,
     stop: PromiseLike<unknown>,
-    private readonly maxBacklog: number,
-    private readonly onClose: () => void,
+    maxBacklog: number,
+    onClose: () => void,
   ) {
-    this.interrupted = new Promise<undefined>((resolve) => (this.interrupt = () => resolve(undefined)));
-    Promise.resolve(stop).then(() => {
-      this.isStopped = true;
-      this.interrupt();
-      this.wake?.();
-    });
-    this.listener = (event) => this.receive(event.detail);
-    target.addEventListener(topic, this.listener as EventListener);
-  }
-
-  get stopped(): boolean {
-    return this.isStopped;
-  }
-
-  private receive(msg: LiveMessage<J, E>): void {
-    if (this.failure) return;
-    if (msg.kind === 'events') this.backlog += msg.events.length;
-    this.inbox.push(msg);
-    if (this.backlog > this.maxBacklog) {
-      this.fail(new LiveFailure('SLOW_CONSUMER', 'The client fell too far behind; reconnect with `after` to resume.'));
-      return;
-    }
-    this.wake?.();
-  }
-
-  private unlisten(): void {
-    if (!this.listening) return;
-    this.listening = false;
-    this.target.removeEventListener(this.topic, this.listener as EventListener);
-  }
-
-  /** Ends the stream with `failure` (after the item being delivered now). */
-  fail(failure: LiveFailure): void {
-    if (this.failure) return;
-    this.failure = failure;
-    this.inbox.length = 0;
-    this.head = 0;
-    this.backlog = 0;
-    this.unlisten();
-    this.interrupt();
-    this.wake?.();
-  }
-
-  /** The next message on the topic; undefined once the stream is stopped or failed. */
-  async take(): Promise<LiveMessage<J, E> | undefined> {
-    for (;;) {
-      if (this.isStopped || this.failure) return undefined;
-      if (this.head < this.inbox.length) {
-        const msg = this.inbox[this.head++]!;
-        if (this.head === this.inbox.length) {
-          this.inbox.length = 0;
-          this.head = 0;
-        }
-        if (msg.kind === 'events') this.backlog -= msg.events.length;
-        return msg;
-      }
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
-  }
-
-  /** `promise`'s value, or undefined if the stream is stopped or failed first. */
-  until<T>(promise: Promise<T>): Promise<T | undefined> {
-    return Promise.race([promise, this.interrupted]);
-  }
-
-  /** Stops listening and drops the poller reference (stopping the poller if it was the last). Idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.unlisten();
-    this.onClose();
+    super(target as unknown as InboxTarget, topic, stop, maxBacklog, onClose);
   }
 }
 

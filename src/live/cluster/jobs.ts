@@ -21,6 +21,7 @@ import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
 import type { Redis } from 'ioredis';
 import { Repeater } from 'graphql-yoga';
 import { classifyUpstreamError, LiveFailure } from '../errors.js';
+import { type InboxTarget, SubscriberInbox } from '../inbox.js';
 import { isTerminal } from '../poller.js';
 import { credentialHash, DEFAULT_LIVE_OPTIONS, type LiveJobs } from '../registry.js';
 import type { LiveEvent, LiveJob, LiveScope, LiveStats } from '../types.js';
@@ -585,101 +586,21 @@ class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
  * One subscriber's side of a channel: the listener appends messages to an inbox at once (a slow client never backs
  * up the others); past `maxBacklog` queued events the stream ends with SLOW_CONSUMER.
  */
-class ClusterStream<J extends LiveJob, E extends LiveEvent> {
-  private readonly inbox: ClusterMessage<J, E>[] = [];
-  private head = 0;
-  private backlog = 0;
-  private wake: (() => void) | undefined;
-  private interrupt!: () => void;
-  private readonly interrupted: Promise<undefined>;
-  private isStopped = false;
-  private closed = false;
-  private listening = true;
-  private readonly listener: Listener;
-  failure: LiveFailure | undefined;
-
+class ClusterStream<J extends LiveJob, E extends LiveEvent> extends SubscriberInbox<ClusterMessage<J, E>> {
   constructor(
     readonly watch: Watch<J, E>,
-    private readonly target: Target,
-    private readonly topic: string,
+    target: Target,
+    topic: string,
     stop: PromiseLike<unknown>,
-    private readonly maxBacklog: number,
-    private readonly onClose: () => void,
+    maxBacklog: number,
+    onClose: () => void,
   ) {
-    this.interrupted = new Promise<undefined>((resolve) => (this.interrupt = () => resolve(undefined)));
-    Promise.resolve(stop).then(() => {
-      this.isStopped = true;
-      this.interrupt();
-      this.wake?.();
-    });
-    this.listener = (event) => this.receive(event.detail as ClusterMessage<J, E>);
-    target.addEventListener(topic, this.listener as EventListener);
-  }
-
-  get stopped(): boolean {
-    return this.isStopped;
-  }
-
-  private receive(msg: ClusterMessage<J, E> | null): void {
-    if (this.failure || !msg) return;
-    if (msg.kind === 'events') this.backlog += msg.events.length;
-    this.inbox.push(msg);
-    if (this.backlog > this.maxBacklog) {
-      this.fail(new LiveFailure('SLOW_CONSUMER', 'The client fell too far behind; reconnect with `after` to resume.'));
-      return;
-    }
-    this.wake?.();
+    super(target as unknown as InboxTarget, topic, stop, maxBacklog, onClose);
   }
 
   /** Asks the stream to compare itself with the state in Redis (after a reconnect). */
   nudge(): void {
-    this.receive({ kind: 'check' });
-  }
-
-  private unlisten(): void {
-    if (!this.listening) return;
-    this.listening = false;
-    this.target.removeEventListener(this.topic, this.listener as EventListener);
-  }
-
-  fail(failure: LiveFailure): void {
-    if (this.failure) return;
-    this.failure = failure;
-    this.inbox.length = 0;
-    this.head = 0;
-    this.backlog = 0;
-    this.unlisten();
-    this.interrupt();
-    this.wake?.();
-  }
-
-  async take(): Promise<ClusterMessage<J, E> | undefined> {
-    for (;;) {
-      if (this.isStopped || this.failure) return undefined;
-      if (this.head < this.inbox.length) {
-        const msg = this.inbox[this.head++]!;
-        if (this.head === this.inbox.length) {
-          this.inbox.length = 0;
-          this.head = 0;
-        }
-        if (msg.kind === 'events') this.backlog -= msg.events.length;
-        return msg;
-      }
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
-  }
-
-  /** `promise`'s value, or undefined if the stream is stopped or failed first. */
-  until<T>(promise: Promise<T>): Promise<T | undefined> {
-    return Promise.race([promise, this.interrupted]);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.unlisten();
-    this.onClose();
+    this.push({ kind: 'check' } as ClusterMessage<J, E>);
   }
 }
 
