@@ -13,7 +13,7 @@
  * (default 5000) after a 1 s warm-up. Targets: c/b ≥ 0.4 for a finished job, ≥ 0.3 for a running one.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,20 @@ function runLoadInChild(spec: LoadSpec): Promise<LoadResult> {
       }
     });
   });
+}
+
+/**
+ * CPU time (user + system) of this process's main thread in ms, from /proc (Linux; clock ticks of 10 ms). The
+ * local service runs on a worker thread of the same process, so process.cpuUsage() would count it too.
+ */
+function mainThreadCpuMs(): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 function chatJsonl(n: number): string {
@@ -130,10 +144,33 @@ async function main() {
   console.log(
     `${CONNECTIONS} keep-alive connections from a separate process, ${DURATION_MS} ms per run after a 1 s warm-up, ${ROUNDS} interleaved rounds (median shown); upstream: the local service on a worker thread\n`,
   );
+  /** Upstream calls and GraphQL requests so far, from the server's own /metrics (counted where they are made). */
+  const counts = async () => {
+    const text = await (await fetch(`${api.url}/metrics`)).text();
+    let upstreamCalls = 0;
+    let graphqlRequests = 0;
+    for (const line of text.split('\n')) {
+      if (line.startsWith('ftgql_upstream_requests_total{')) upstreamCalls += Number(line.split(' ').at(-1));
+      if (line.startsWith('ftgql_http_requests_total{') && line.includes('route="/graphql"')) graphqlRequests += Number(line.split(' ').at(-1));
+    }
+    return { upstreamCalls, graphqlRequests };
+  };
+  const callsPerRequest = new Map<string, number>();
+  /** Main-thread (gateway or proxy) CPU time per request, µs: a figure that other load on the machine disturbs far less than req/s. */
+  const busyPerRequest = new Map<string, number[]>();
   const runs = new Map<string, LoadResult[]>();
   for (let round = 1; round <= ROUNDS; round++) {
     for (const s of selected) {
+      const before = s.key.startsWith('c-') || s.key.startsWith('y-') ? await counts() : undefined;
+      const cpu0 = mainThreadCpuMs();
       const r = await runLoadInChild({ ...s.spec, connections: CONNECTIONS, durationMs: DURATION_MS, warmupMs: 1000 });
+      const cpu = mainThreadCpuMs() - cpu0;
+      // The thread works through warm-up and measurement alike: divide by every request answered.
+      if (!s.key.startsWith('a-')) busyPerRequest.set(s.key, [...(busyPerRequest.get(s.key) ?? []), (cpu * 1000) / r.total]);
+      if (before) {
+        const after = await counts();
+        callsPerRequest.set(s.key, (after.upstreamCalls - before.upstreamCalls) / Math.max(1, after.graphqlRequests - before.graphqlRequests));
+      }
       if (r.errors || r.badBodies || Object.keys(r.statuses).some((k) => k !== '200')) {
         console.log(`(!) ${s.name}: statuses ${JSON.stringify(r.statuses)}, errors ${r.errors}, bad bodies ${r.badBodies}`);
       }
@@ -151,7 +188,10 @@ async function main() {
     const m = { rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), all: rs.map((r) => r.rps) };
     results[s.key] = m;
     console.log(
-      `${s.name.padEnd(36)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50.toFixed(2).padStart(6)} ms  p99 ${m.p99.toFixed(2).padStart(6)} ms   (runs: ${m.all.map((x) => x.toFixed(0)).join(', ')})`,
+      `${s.name.padEnd(36)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50.toFixed(2).padStart(6)} ms  p99 ${m.p99.toFixed(2).padStart(6)} ms   (runs: ${m.all.map((x) => x.toFixed(0)).join(', ')})${
+        busyPerRequest.has(s.key) ? `   CPU ${median(busyPerRequest.get(s.key)!).toFixed(0)} µs/req` : ''
+      }${callsPerRequest.has(s.key) ? `   upstream calls/request ${callsPerRequest.get(s.key)!.toFixed(2)}` : ''
+      }`,
     );
   }
   const still = await rest.fineTuning.jobs.retrieve(running.id);

@@ -222,7 +222,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     requestContext.run({ reqId }, () => {
       // The body's events are emitted from the socket's context: run their listeners in the request's, so
       // that what follows them (parsing, resolvers, upstream calls) still logs with this reqId.
-      req.emit = AsyncResource.bind(req.emit, 'request-body', req);
+      // (runInAsyncScope, not AsyncResource.bind: bind builds a deprecated-property getter on every call.)
+      const scope = new AsyncResource('request-body');
+      const emit = req.emit;
+      req.emit = function (this: IncomingMessage, ...args: Parameters<typeof emit>) {
+        return scope.runInAsyncScope(emit, this, ...args);
+      } as typeof emit;
       route(req, res);
     });
   };

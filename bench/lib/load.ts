@@ -27,6 +27,8 @@ export interface LoadResult {
   mean: number;
   statuses: Record<string, number>;
   badBodies: number;
+  /** Every request answered, warm-up and the requests still in flight at the end included. */
+  total: number;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -45,6 +47,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let errors = 0;
   let badBodies = 0;
   let n = 0;
+  let total = 0;
   let recording = false;
   let stop = false;
 
@@ -53,6 +56,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     try {
       const res = await pool.request({ path, method, headers: spec.headers, body: spec.body });
       const text = await res.body.text();
+      total++;
       if (recording) {
         latencies.push(performance.now() - t0);
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
@@ -87,6 +91,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     mean: latencies.length ? sum / latencies.length : NaN,
     statuses,
     badBodies,
+    total,
   };
 }
 

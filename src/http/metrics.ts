@@ -2,9 +2,17 @@
  * Observability: `/metrics` for Prometheus and the checks behind `/ready`.
  *
  * Series (one prom-client registry per server):
- *   graphql_envelop_*                           @graphql-yoga/plugin-prometheus: operations, errors, parse/validate/
- *                                               context/execute/subscribe durations. Envelop-level, so they count
- *                                               the JSON fast path (src/http/fast-path.ts) and graphql-ws too.
+ *   ftgql_graphql_operations_total{operationType,operationName}
+ *                                               operations run (queries, mutations, subscriptions as they start);
+ *   ftgql_graphql_operation_duration_seconds{operationType,operationName}
+ *                                               queries and mutations, from execution start to result;
+ *   ftgql_graphql_errors_total{operationType,operationName,code}
+ *                                               errors in results by extensions.code, and documents refused by the
+ *                                               parser (GRAPHQL_PARSE_FAILED) or validation (GRAPHQL_VALIDATION_FAILED).
+ *                                               Envelop hooks (operationPlugin below), so they count the JSON fast
+ *                                               path (src/http/fast-path.ts), yoga's path and graphql-ws alike.
+ *                                               Not @graphql-yoga/plugin-prometheus: its generic label handling cost
+ *                                               ~7% of the CPU of a GraphQL request (npm run bench:graphql profile).
  *   ftgql_http_requests_total{method,route,status}, ftgql_http_request_duration_seconds{method,route}
  *                                               every HTTP request, whichever path served it (observed in app.ts).
  *                                               yoga's own graphql_yoga_http_duration is off: it is an HTTP-level
@@ -21,7 +29,7 @@
  *   process_* / nodejs_*                        prom-client's default metrics.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
+import { type DocumentNode, type ExecutionResult, getOperationAST, type GraphQLError } from 'graphql/index.js';
 import type { Plugin } from 'graphql-yoga';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { LiveStats } from '../live/types.js';
@@ -74,18 +82,24 @@ const STATIC_SEGMENTS = new Set([
 
 /** `/v1/fine_tuning/jobs/ftjob-abc/events?limit=1` → `/v1/fine_tuning/jobs/{id}/events` (bounded label values). */
 export function upstreamRoute(url: string): string {
-  let path: string;
-  try {
-    path = new URL(url).pathname;
-  } catch {
-    path = url.split('?', 1)[0] ?? '';
+  // The path of an absolute URL (the SDK's), without a URL parse per call.
+  const start = url.indexOf('//');
+  const slash = start === -1 ? url.indexOf('/') : url.indexOf('/', start + 2);
+  if (slash === -1) return '/';
+  let end = url.length;
+  const q = url.indexOf('?', slash);
+  if (q !== -1) end = q;
+  const h = url.indexOf('#', slash);
+  if (h !== -1 && h < end) end = h;
+  let route = '';
+  for (let i = slash + 1; i <= end; ) {
+    let j = url.indexOf('/', i);
+    if (j === -1 || j > end) j = end;
+    const seg = url.slice(i, j);
+    route += seg === '' || STATIC_SEGMENTS.has(seg) ? `/${seg}` : '/{id}';
+    i = j + 1;
   }
-  return (
-    path
-      .split('/')
-      .map((seg) => (seg === '' || STATIC_SEGMENTS.has(seg) ? seg : '{id}'))
-      .join('/') || '/'
-  );
+  return route || '/';
 }
 
 /** This server's routes, as labels. */
@@ -98,17 +112,9 @@ export function serverRoute(url: string | undefined): string {
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  boundClientLabels(registry);
   collectDefaultMetrics({ register: registry });
 
-  const plugin = usePrometheus({
-    registry,
-    endpoint: false,
-    metrics: {
-      // An HTTP-level hook: the JSON fast path would not be counted (ftgql_http_* counts every request instead).
-      graphql_yoga_http_duration: false,
-    },
-  }) as Plugin<any>;
+  const plugin = operationPlugin(registry);
 
   const httpRequests = new Counter({
     name: 'ftgql_http_requests_total',
@@ -229,45 +235,106 @@ export function createMetrics(): Metrics {
 }
 
 /**
- * Operation names, and error paths (which hold aliases), are chosen by clients: each new value would be a new
- * series, so any caller could grow the registry without bound. The envelop metrics' label values are kept to the
- * first MAX_LABEL_VALUES well-formed names (GraphQL names, at most 64 characters); others count as "other".
+ * Operation names are chosen by clients: each new value would be a new series, so any caller could grow the
+ * registry without bound. Label values are kept to the first MAX_LABEL_VALUES well-formed names (GraphQL names,
+ * at most 64 characters); others count as "other". Error codes are bounded the same way.
  */
 const MAX_LABEL_VALUES = 200;
-function boundClientLabels(registry: Registry): void {
-  const seen = { operationName: new Set<string>(), path: new Set<string>() };
-  const bound = (kind: 'operationName' | 'path', value: unknown): string => {
-    const v = String(value);
-    const set = seen[kind];
-    if (set.has(v)) return v;
-    const wellFormed = kind === 'operationName' ? /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(v) : v.length <= 200 && /^[A-Za-z0-9_.*]*$/.test(v);
-    if (!wellFormed || set.size >= MAX_LABEL_VALUES) return 'other';
-    set.add(v);
-    return v;
+const GRAPHQL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+function boundedLabel(max = MAX_LABEL_VALUES): (value: string | undefined, fallback: string) => string {
+  const seen = new Set<string>();
+  return (value, fallback) => {
+    if (value === undefined) return fallback;
+    if (seen.has(value)) return value;
+    if (!GRAPHQL_NAME.test(value) || seen.size >= max) return 'other';
+    seen.add(value);
+    return value;
   };
-  const clean = (labels: unknown): unknown => {
-    if (!labels || typeof labels !== 'object') return labels;
-    const l = labels as Record<string, unknown>;
-    if (!('operationName' in l) && !('path' in l)) return labels;
-    const out = { ...l };
-    if ('operationName' in out) out.operationName = bound('operationName', out.operationName);
-    if ('path' in out && out.path !== undefined) out.path = bound('path', String(out.path).replace(/\.\d+(?=\.|$)/g, '.*'));
-    return out;
-  };
-  // The plugin creates its metrics when yoga initialises it: wrap them as they are registered.
-  const register = registry.registerMetric.bind(registry);
-  registry.registerMetric = (metric) => {
-    if ((metric as unknown as { name: string }).name.startsWith('graphql_envelop_')) {
-      const m = metric as unknown as Record<string, (...args: unknown[]) => unknown>;
-      for (const method of ['labels', 'observe', 'inc', 'startTimer'] as const) {
-        const original = m[method];
-        if (typeof original !== 'function') continue;
-        m[method] = function (this: unknown, first?: unknown, ...rest: unknown[]) {
-          return original.call(this, clean(first), ...rest);
-        };
-      }
+}
+
+type OperationLabels = { operationType: string; operationName: string };
+
+/** The envelop plugin behind the ftgql_graphql_* series (see the top of this file). */
+function operationPlugin(registry: Registry): Plugin<any> {
+  const operations = new Counter({
+    name: 'ftgql_graphql_operations_total',
+    help: 'GraphQL operations run (subscriptions counted as they start)',
+    labelNames: ['operationType', 'operationName'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'ftgql_graphql_operation_duration_seconds',
+    help: 'Time to execute a GraphQL query or mutation (from execution start to result)',
+    labelNames: ['operationType', 'operationName'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: 'ftgql_graphql_errors_total',
+    help: 'GraphQL errors in results, by extensions.code; GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED for refused documents',
+    labelNames: ['operationType', 'operationName', 'code'] as const,
+    registers: [registry],
+  });
+  const name = boundedLabel();
+  const code = boundedLabel(50);
+  /** Labels per document and operation name (documents come from yoga's parser cache, so they repeat). */
+  const labelCache = new WeakMap<DocumentNode, Map<string | undefined, OperationLabels>>();
+  const labelsOf = (document: DocumentNode, operationName?: string | null): OperationLabels => {
+    let byName = labelCache.get(document);
+    if (!byName) labelCache.set(document, (byName = new Map()));
+    const key = operationName ?? undefined;
+    let labels = byName.get(key);
+    if (!labels) {
+      const op = getOperationAST(document, operationName);
+      labels = { operationType: op?.operation ?? 'unknown', operationName: name(op?.name?.value, 'anonymous') };
+      byName.set(key, labels);
     }
-    register(metric);
+    return labels;
+  };
+  const countErrors = (labels: OperationLabels, list: readonly GraphQLError[] | undefined) => {
+    if (!list) return;
+    for (const err of list) {
+      const c = err.extensions?.code;
+      errors.inc({ ...labels, code: code(typeof c === 'string' ? c : undefined, 'INTERNAL_SERVER_ERROR') });
+    }
+  };
+  const isResult = (r: unknown): r is ExecutionResult => typeof r === 'object' && r !== null && !(Symbol.asyncIterator in r);
+  return {
+    onParse() {
+      return ({ result }) => {
+        if (result instanceof Error) errors.inc({ operationType: 'unknown', operationName: 'anonymous', code: 'GRAPHQL_PARSE_FAILED' });
+      };
+    },
+    onValidate({ params }) {
+      return ({ valid }) => {
+        if (!valid) errors.inc({ ...labelsOf(params.documentAST), code: 'GRAPHQL_VALIDATION_FAILED' });
+      };
+    },
+    onExecute({ args }) {
+      const labels = labelsOf(args.document, args.operationName);
+      operations.inc(labels);
+      const t0 = performance.now();
+      return {
+        onExecuteDone({ result }) {
+          duration.observe(labels, (performance.now() - t0) / 1000);
+          if (isResult(result)) countErrors(labels, result.errors);
+        },
+      };
+    },
+    onSubscribe({ args }) {
+      const labels = labelsOf(args.document, args.operationName);
+      operations.inc(labels);
+      return {
+        onSubscribeResult({ result }) {
+          if (isResult(result)) countErrors(labels, result.errors);
+        },
+        onSubscribeError({ error }) {
+          const c = (error as GraphQLError | undefined)?.extensions?.code;
+          errors.inc({ ...labels, code: code(typeof c === 'string' ? c : undefined, 'INTERNAL_SERVER_ERROR') });
+        },
+      };
+    },
   };
 }
 

@@ -63,6 +63,28 @@ export interface UpstreamOptions {
   logger?: Logger;
 }
 
+/** Sent with the lean reads (the SDK sends its own on writes). */
+const USER_AGENT = 'finetune-graphql';
+
+/**
+ * A query string as the SDK writes it: null/undefined/empty values left out, objects as `key[sub]=value`
+ * (`metadata[team]=nlp`, the form OpenAI documents for the metadata filter).
+ */
+export function queryString(query: Record<string, unknown>): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined || value === null || value === '') continue;
+    if (typeof value === 'object') {
+      for (const [sub, v] of Object.entries(value as Record<string, unknown>)) {
+        if (v !== undefined && v !== null) parts.push(`${encodeURIComponent(key)}%5B${encodeURIComponent(sub)}%5D=${encodeURIComponent(String(v))}`);
+      }
+    } else {
+      parts.push(`${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`);
+    }
+  }
+  return parts.join('&');
+}
+
 /** Metadata key of the tag of idempotent creates (see createJob). */
 export const IDEMPOTENCY_TAG_KEY = 'gateway_idempotency_key';
 /** OpenAI allows 16 metadata pairs. */
@@ -201,6 +223,7 @@ export class Upstream {
   readonly baseURL: string;
   private readonly agent?: Agent;
   private readonly fetch: FetchLike;
+
   private readonly clients = new LRUCache<string, UpstreamApi>({ max: 256 });
   /** Finished-job data of every credential; keys start with the credential's hash. */
   readonly finished?: LRUCache<string, object>;
@@ -283,14 +306,17 @@ export class UpstreamApi {
    * checkpoint by id, so `node(id)` finds them through the job they were seen with.
    */
   private readonly childIndex = new LRUCache<string, string>({ max: 5_000 });
+  /** Headers of the lean reads (see get). */
+  private readonly readHeaders: Record<string, string>;
 
   constructor(
     private readonly upstream: Upstream,
     /** Never logged nor returned; used for the SDK and for idempotency store keys (hashed). */
     private readonly credential: string,
     private readonly opts: UpstreamOptions,
-    fetchImpl: FetchLike,
+    private readonly fetchImpl: FetchLike,
   ) {
+    this.readHeaders = { authorization: `Bearer ${credential}`, accept: 'application/json', 'user-agent': USER_AGENT };
     this.credentialId = createHash('sha256').update(credential).digest('base64url').slice(0, 22);
     this.policy = upstream.policy;
     let host = '';
@@ -353,6 +379,56 @@ export class UpstreamApi {
     return this.call(fn, 'write', opts);
   }
 
+  /**
+   * A read: GET of a JSON resource on the same pool as the SDK, with what the SDK does for one (bearer auth, the
+   * attempt's timeout, non-2xx answers and failed connections as the SDK's own error classes through
+   * `APIError.generate`, so error mapping and retries are exactly those of the SDK's calls) and without its
+   * per-call machinery: header merging, request-log formatting that runs even when logging is off, an
+   * AbortController and timer, response wrappers. That machinery costs about twice a bare request on the pool
+   * (bench/upstream-read.ts), and every GraphQL request on a live job makes at least one read. Writes, uploads
+   * and file contents go through the SDK.
+   */
+  private async get<T>(path: string, query: Record<string, unknown> | undefined, o: CallOptions): Promise<T> {
+    const qs = query ? queryString(query) : '';
+    const url = `${this.upstream.baseURL}${path}${qs ? `?${qs}` : ''}`;
+    let status: number;
+    let headers: Headers;
+    let text: string;
+    // The attempt's timeout, as the SDK sets it (undici's own headers/body timeouts are too coarse: ~1 s ticks).
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), o.timeout);
+    try {
+      const res = await this.fetchImpl(url, { method: 'GET', headers: this.readHeaders, signal: controller.signal });
+      status = res.status;
+      headers = res.headers;
+      text = await res.text();
+    } catch (err) {
+      // As the SDK tells them apart (client.mjs makeRequest): aborts and anything that says it timed out.
+      const e = err as { name?: string; cause?: unknown };
+      if (e?.name === 'AbortError' || e?.name === 'TimeoutError' || /timed? ?out/i.test(`${String(err)}${e?.cause ? String(e.cause) : ''}`)) {
+        throw new OpenAI.APIConnectionTimeoutError();
+      }
+      throw new OpenAI.APIConnectionError({ message: 'Connection error.', cause: err instanceof Error ? err : undefined });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (status < 200 || status >= 300) {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      throw OpenAI.APIError.generate(status, json as object | undefined, json === undefined ? text : undefined, headers);
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      // A 2xx that is not JSON: the answer of something that is not the fine-tuning API.
+      throw new OpenAI.APIConnectionError({ message: 'The upstream answered with something other than JSON.', cause: err as Error });
+    }
+  }
+
   indexChild(childId: string, jobId: string): void {
     this.childIndex.set(childId, jobId);
   }
@@ -396,61 +472,39 @@ export class UpstreamApi {
   async retrieveJob(id: string): Promise<RawJob> {
     const hit = this.cachedJob(id);
     if (hit) return hit;
-    const job = (await this.read((c, o) => c.fineTuning.jobs.retrieve(id, o), {
+    const job = await this.read((_, o) => this.get<RawJob>(`/fine_tuning/jobs/${encodeURIComponent(id)}`, undefined, o), {
       resource: `fine-tuning job ${id}`,
       defaultField: 'id',
-    })) as unknown as RawJob;
+    });
     return this.noteJob(job);
   }
 
   async listJobs(params: { after?: string | null; limit: number; metadata?: Record<string, string> | null }) {
     const page = await this.read(
-      (c, o) =>
-        c.fineTuning.jobs.list(
-          {
-            limit: params.limit,
-            ...(params.after ? { after: params.after } : {}),
-            ...(params.metadata ? { metadata: params.metadata } : {}),
-          },
-          o,
-        ),
+      (_, o) =>
+        this.get<Page<RawJob>>('/fine_tuning/jobs', { limit: params.limit, after: params.after, metadata: params.metadata }, o),
       { defaultField: 'after' },
     );
-    const data = page.data as unknown as RawJob[];
+    const data = page.data;
     for (const job of data) this.noteJob(job);
     return { data, has_more: page.has_more } satisfies Page<RawJob>;
   }
 
   async listEvents(jobId: string, params: { after?: string | null; limit: number }): Promise<Page<RawEvent>> {
     const page = await this.read(
-      (c, o) =>
-        c.fineTuning.jobs.listEvents(
-          jobId,
-          {
-            limit: params.limit,
-            ...(params.after ? { after: params.after } : {}),
-          },
-          o,
-        ),
+      (_, o) => this.get<Page<RawEvent>>(`/fine_tuning/jobs/${encodeURIComponent(jobId)}/events`, { limit: params.limit, after: params.after }, o),
       { resource: `fine-tuning job ${jobId}`, defaultField: 'after' },
     );
-    return { data: page.data as unknown as RawEvent[], has_more: page.has_more };
+    return { data: page.data, has_more: page.has_more };
   }
 
   async listCheckpoints(jobId: string, params: { after?: string | null; limit: number }): Promise<Page<RawCheckpoint>> {
     const page = await this.read(
-      (c, o) =>
-        c.fineTuning.jobs.checkpoints.list(
-          jobId,
-          {
-            limit: params.limit,
-            ...(params.after ? { after: params.after } : {}),
-          },
-          o,
-        ),
+      (_, o) =>
+        this.get<Page<RawCheckpoint>>(`/fine_tuning/jobs/${encodeURIComponent(jobId)}/checkpoints`, { limit: params.limit, after: params.after }, o),
       { resource: `fine-tuning job ${jobId}`, defaultField: 'after' },
     );
-    return { data: page.data as unknown as RawCheckpoint[], has_more: page.has_more };
+    return { data: page.data, has_more: page.has_more };
   }
 
   /**
@@ -585,11 +639,11 @@ export class UpstreamApi {
   /** The job created with this tag, if the upstream has one (a read, retried, within the create's budget). */
   private async findTagged(tag: string, deadline: number): Promise<RawJob | undefined> {
     const page = await this.read(
-      (c, o) => c.fineTuning.jobs.list({ limit: 10, metadata: { [IDEMPOTENCY_TAG_KEY]: tag } }, o),
+      (_, o) => this.get<Page<RawJob>>('/fine_tuning/jobs', { limit: 10, metadata: { [IDEMPOTENCY_TAG_KEY]: tag } }, o),
       CREATE_MAP,
       deadline,
     );
-    return (page.data as unknown as RawJob[]).find((j) => j.metadata?.[IDEMPOTENCY_TAG_KEY] === tag);
+    return page.data.find((j) => j.metadata?.[IDEMPOTENCY_TAG_KEY] === tag);
   }
 
   async changeJob(action: 'cancel' | 'pause' | 'resume', id: string): Promise<RawJob> {
@@ -603,26 +657,18 @@ export class UpstreamApi {
   // ---- files ---------------------------------------------------------------------------------------------
 
   async retrieveFile(id: string): Promise<RawFile> {
-    return (await this.read((c, o) => c.files.retrieve(id, o), {
+    return this.read((_, o) => this.get<RawFile>(`/files/${encodeURIComponent(id)}`, undefined, o), {
       resource: `file ${id}`,
       defaultField: 'id',
-    })) as unknown as RawFile;
+    });
   }
 
   async listFiles(params: { after?: string | null; limit: number; purpose?: string | null }): Promise<Page<RawFile>> {
     const page = await this.read(
-      (c, o) =>
-        c.files.list(
-          {
-            limit: params.limit,
-            ...(params.after ? { after: params.after } : {}),
-            ...(params.purpose ? { purpose: params.purpose } : {}),
-          },
-          o,
-        ),
+      (_, o) => this.get<Page<RawFile>>('/files', { limit: params.limit, after: params.after, purpose: params.purpose }, o),
       { defaultField: 'after' },
     );
-    return { data: page.data as unknown as RawFile[], has_more: page.has_more };
+    return { data: page.data, has_more: page.has_more };
   }
 
   async uploadFile(file: File, purpose: string): Promise<RawFile> {

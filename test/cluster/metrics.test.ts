@@ -66,15 +66,24 @@ describe('/metrics', () => {
     }
     const missing = await gql(inst, 'query Missing { fineTuningJob(id: "ftjob-doesnotexist") { id } }');
     expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    // Refused documents, on both paths: a syntax error and a field that does not exist.
+    expect((await gql(inst, 'query Broken { fineTuningJobs(')).errors?.[0]?.extensions?.code).toBe('GRAPHQL_PARSE_FAILED');
+    const q = encodeURIComponent('query Invalid { noSuchField }');
+    const invalid = await (await fetch(`${inst.url}/graphql?query=${q}`, { headers: { accept: 'application/json' } })).json();
+    expect(invalid.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
 
     const after = await scrape(inst);
     const delta = (name: string, ...labels: string[]) => sum(after, name, ...labels) - sum(before, name, ...labels);
-    expect(delta('graphql_envelop_request', 'operationName="FastJobs"')).toBe(5);
-    expect(delta('graphql_envelop_request', 'operationName="YogaJobs"')).toBe(3);
-    expect(delta('graphql_envelop_phase_execute_count', 'operationName="FastJobs"')).toBe(5);
-    expect(delta('graphql_envelop_error_result', 'operationName="Missing"')).toBe(1);
-    expect(delta('ftgql_http_requests_total', 'route="/graphql"', 'status="200"')).toBe(9);
-    expect(delta('ftgql_http_request_duration_seconds_count', 'route="/graphql"')).toBe(9);
+    expect(delta('ftgql_graphql_operations_total', 'operationType="query"', 'operationName="FastJobs"')).toBe(5);
+    expect(delta('ftgql_graphql_operations_total', 'operationName="YogaJobs"')).toBe(3);
+    expect(delta('ftgql_graphql_operation_duration_seconds_count', 'operationName="FastJobs"')).toBe(5);
+    expect(delta('ftgql_graphql_operation_duration_seconds_count', 'operationName="YogaJobs"')).toBe(3);
+    expect(delta('ftgql_graphql_errors_total', 'operationName="Missing"', 'code="NOT_FOUND"')).toBe(1);
+    expect(delta('ftgql_graphql_errors_total', 'operationName="FastJobs"')).toBe(0);
+    expect(delta('ftgql_graphql_errors_total', 'code="GRAPHQL_PARSE_FAILED"')).toBe(1);
+    expect(delta('ftgql_graphql_errors_total', 'operationName="Invalid"', 'code="GRAPHQL_VALIDATION_FAILED"')).toBe(1);
+    expect(delta('ftgql_http_requests_total', 'route="/graphql"', 'status="200"')).toBe(11);
+    expect(delta('ftgql_http_request_duration_seconds_count', 'route="/graphql"')).toBe(11);
     expect(delta('ftgql_upstream_requests_total', 'route="/v1/fine_tuning/jobs"', 'method="GET"', 'status="200"')).toBe(8);
     expect(delta('ftgql_upstream_requests_total', 'route="/v1/fine_tuning/jobs/{id}"', 'status="404"')).toBe(1);
     expect(sum(after, 'ftgql_upstream_request_duration_seconds_count')).toBeGreaterThan(0);
@@ -100,8 +109,8 @@ describe('/metrics', () => {
       const s = await scrape(inst);
       return sum(s, 'ftgql_live_subscriptions') === 0 && sum(s, 'ftgql_live_pollers') === 0;
     }, 5000, 50);
-    // Envelop counts a subscription when it ends.
-    expect(sum(await scrape(inst), 'graphql_envelop_request', 'operationType="subscription"', 'operationName="Events"')).toBe(1);
+    // A subscription is counted once, when it starts.
+    expect(sum(await scrape(inst), 'ftgql_graphql_operations_total', 'operationType="subscription"', 'operationName="Events"')).toBe(1);
     await client.dispose();
   });
 
@@ -113,13 +122,13 @@ describe('/metrics', () => {
     const m = await scrape(inst);
     const names = new Set<string>();
     for (const k of m.keys()) {
-      if (!k.startsWith('graphql_envelop_request{')) continue;
+      if (!k.startsWith('ftgql_graphql_operations_total{')) continue;
       const name = /operationName="([^"]*)"/.exec(k)?.[1];
       if (name) names.add(name);
     }
     expect(names.size).toBeLessThanOrEqual(201);
     expect(names.has('other')).toBe(true);
-    expect(sum(m, 'graphql_envelop_request', 'operationName="other"')).toBeGreaterThanOrEqual(60);
+    expect(sum(m, 'ftgql_graphql_operations_total', 'operationName="other"')).toBeGreaterThanOrEqual(60);
   });
 });
 
