@@ -1,5 +1,5 @@
 /**
- * The JSON fast path for non-browser GraphQL POSTs (see createJsonFastPath).
+ * The JSON fast path for GraphQL POSTs (see createJsonFastPath).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type DocumentNode, type ExecutionResult, getOperationAST, GraphQLError } from 'graphql/index.js';
@@ -30,10 +30,11 @@ class NodeRequestHeaders {
 const MAX_JSON_BODY = 1024 * 1024;
 
 /**
- * The JSON fast path: `POST /graphql` with a JSON body from a non-browser client (no Origin header) runs through
- * yoga's envelop (the same plugins: parser/validation cache, graphql-jit, error masking, context) without
- * yoga's Fetch-API request/response layer, which costs several times the GraphQL work itself here.
- * Everything else (GraphiQL, GET, multipart uploads, SSE, browsers with CORS) goes to yoga.
+ * The JSON fast path: `POST /graphql` with a JSON body (from scripts, servers and browsers alike: GraphiQL's
+ * queries, a front-end app's) runs through yoga's envelop (the same plugins: parser/validation cache,
+ * graphql-jit, error masking, context) without yoga's Fetch-API request/response layer, which costs several
+ * times the GraphQL work itself here. Browsers get yoga's own CORS headers for their Origin. Everything else
+ * (GraphiQL's page, GET, multipart uploads, SSE, subscriptions, CORS preflights) goes to yoga.
  * Set GRAPHQL_FAST_PATH=0 to send every request to yoga.
  */
 export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
@@ -58,19 +59,43 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
       headers.push([k, Array.isArray(v) ? v.join(', ') : v]);
     }
     const response = await yoga.fetch(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`, { method: 'POST', headers, body }, { req, res } as never);
-    const out = Buffer.from(await response.arrayBuffer());
     const outHeaders: Record<string, string> = {};
     response.headers.forEach((v, k) => (outHeaders[k] = v));
+    const type = response.headers.get('content-type') ?? '';
+    if (response.body && (type.startsWith('text/event-stream') || type.startsWith('multipart/mixed'))) {
+      // A stream (yoga answers a subscription in a plain JSON POST over SSE): passed on as it comes.
+      res.writeHead(response.status, outHeaders);
+      const reader = response.body.getReader();
+      res.once('close', () => void reader.cancel().catch(() => undefined));
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || res.destroyed) break;
+        res.write(value);
+      }
+      res.end();
+      return;
+    }
+    const out = Buffer.from(await response.arrayBuffer());
     res.writeHead(response.status, { ...outHeaders, 'content-length': out.length });
     res.end(out);
   };
+  const corsHeaders = securityOf(yoga)?.corsHeaders;
 
   return (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (req.method !== 'POST' || req.headers.origin !== undefined) return false;
+    if (req.method !== 'POST') return false;
     const type = req.headers['content-type'];
     if (!type || !type.startsWith('application/json')) return false;
     const accept = req.headers.accept ?? '';
-    if (accept.includes('text/event-stream') || accept.includes('multipart/mixed')) return false;
+    // SSE subscriptions are yoga's (others are handed to it once the operation is known).
+    if (accept.includes('text/event-stream')) return false;
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      // A browser. A JSON POST always passes CSRF prevention (its content type forces a preflight); CORS
+      // headers are yoga's own for this origin (none unless it is in CORS_ORIGINS).
+      if (!corsHeaders) return false;
+      const cors = corsHeaders(origin);
+      if (cors) for (const [k, v] of Object.entries(cors)) res.setHeader(k, v);
+    }
     // GraphQL over HTTP: answer application/graphql-response+json when the client accepts it first.
     const ct =
       accept.includes('application/graphql-response+json') &&

@@ -19,6 +19,7 @@ import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createFetch } from '@whatwg-node/fetch';
+import { type CORSOptions, getCORSHeadersByRequestAndOptions } from '@whatwg-node/server';
 import {
   type ASTVisitor,
   type ExecutionArgs,
@@ -54,6 +55,8 @@ export interface YogaSecurity {
   authenticator: Authenticator;
   limits: Limits;
   logger: Logger;
+  /** The CORS headers yoga adds to the answer of an actual (not preflight) request with this Origin, or null. */
+  corsHeaders(origin: string): Record<string, string> | null;
 }
 const security = new WeakMap<object, YogaSecurity>();
 
@@ -296,6 +299,18 @@ export function createYogaServer(
   const authenticator = createAuthenticator(config.auth, config.backend.apiKey);
   const { limits } = config;
   const corsOrigins = new Set(config.corsOrigins);
+  /** CORS_ORIGINS: only listed origins get CORS headers (none by default). */
+  const corsOptions = (request: { headers: { get(name: string): string | null } }): CORSOptions => {
+    const origin = request.headers.get('origin');
+    if (origin === null || !corsOrigins.has(origin)) return false;
+    return {
+      origin: [origin],
+      credentials: false,
+      methods: ['GET', 'POST', 'OPTIONS'],
+      allowedHeaders: ['authorization', 'content-type', 'accept', ...CSRF_HEADERS],
+      maxAge: 600,
+    };
+  };
   const yoga = createYoga<Record<string, unknown>, GraphQLContext>({
     schema: getSchema(),
     graphqlEndpoint: '/graphql',
@@ -306,17 +321,7 @@ export function createYogaServer(
     }) as never,
     maxRequestBodySize: limits.maxUploadBytes + 1024 * 1024,
     batching: false,
-    cors: (request) => {
-      const origin = request.headers.get('origin');
-      if (origin === null || !corsOrigins.has(origin)) return false;
-      return {
-        origin: [origin],
-        credentials: false,
-        methods: ['GET', 'POST', 'OPTIONS'],
-        allowedHeaders: ['authorization', 'content-type', 'accept', ...CSRF_HEADERS],
-        maxAge: 600,
-      };
-    },
+    cors: corsOptions,
     logging: {
       debug: (...a: unknown[]) => logger.debug({ yoga: a.map(String) }, 'yoga'),
       info: (...a: unknown[]) => logger.info({ yoga: a.map(String) }, 'yoga'),
@@ -387,6 +392,15 @@ export function createYogaServer(
       ...(opts.plugins ?? []),
     ],
   });
-  security.set(yoga, { authenticator, limits, logger });
+  security.set(yoga, {
+    authenticator,
+    limits,
+    logger,
+    // yoga's own function (@whatwg-node/server), so that the fast path answers browsers with the same headers.
+    corsHeaders: (origin) => {
+      const request = { headers: { get: (name: string) => (name.toLowerCase() === 'origin' ? origin : null) } };
+      return getCORSHeadersByRequestAndOptions(request as never, corsOptions(request));
+    },
+  });
   return yoga;
 }

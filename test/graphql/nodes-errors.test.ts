@@ -200,25 +200,75 @@ describe('the JSON fast path and yoga give the same answers', () => {
     ['{ nope }', undefined],
     ['{ fineTuningJob(id: ', undefined],
     ['query($first: Int) { fineTuningJobs(first: $first) { edges { cursor } } }', { first: 'many' }],
+    // A subscription in a plain POST: handed to yoga, which answers over SSE.
+    ['subscription { fineTuningJobUpdated(id: "ftjob-doesnotexist000000000") { id } }', undefined],
   ];
-  it('for data, field errors, validation errors, syntax errors and bad variables', async () => {
-    for (const [query, vars] of queries) {
-      const variables = vars ?? { id: jobId };
-      const body = JSON.stringify({ query, variables });
-      const fast = await fetch(`${api.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-      // A browser-like request (Origin) is served by yoga itself.
-      const viaYoga = await fetch(`${api.url}/graphql`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', origin: 'http://localhost:3000' },
-        body,
-      });
-      // yoga drops `locations` of errors raised while graphql-jit executes; the fast path keeps them.
-      const strip = (r: any) => ({ ...r, ...(r.errors ? { errors: r.errors.map(({ locations: _l, ...e }: any) => e) } : {}) });
-      const a = strip(await fast.json());
-      const b = strip(await viaYoga.json());
-      expect(a, query).toEqual(b);
-      expect(fast.status, query).toBe(viaYoga.status);
-      expect(fast.headers.get('content-type'), query).toBe(viaYoga.headers.get('content-type'));
+  let yogaOnly: ApiHandle;
+  beforeAll(async () => {
+    yogaOnly = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env: { GRAPHQL_FAST_PATH: '0' } });
+  });
+  afterAll(async () => {
+    await yogaOnly?.close();
+  });
+
+  // A script (no Origin), and a browser: GraphiQL's own requests (same origin, its Accept header).
+  const clients: [string, Record<string, string>][] = [
+    ['script', { 'content-type': 'application/json' }],
+    [
+      'GraphiQL',
+      {
+        'content-type': 'application/json',
+        accept: 'application/graphql-response+json, application/json, multipart/mixed',
+        origin: 'http://127.0.0.1:4000',
+        'sec-fetch-site': 'same-origin',
+      },
+    ],
+  ];
+  it('for data, field errors, validation errors, syntax errors and bad variables, from scripts and browsers', async () => {
+    for (const [client, headers] of clients) {
+      for (const [query, vars] of queries) {
+        const variables = vars ?? { id: jobId };
+        const body = JSON.stringify({ query, variables });
+        const fast = await fetch(`${api.url}/graphql`, { method: 'POST', headers, body });
+        const viaYoga = await fetch(`${yogaOnly.url}/graphql`, { method: 'POST', headers, body });
+        // yoga drops `locations` of errors raised while graphql-jit executes; the fast path keeps them.
+        const strip = (r: any) => ({ ...r, ...(r.errors ? { errors: r.errors.map(({ locations: _l, ...e }: any) => e) } : {}) });
+        const json = (fast.headers.get('content-type') ?? '').includes('json');
+        const a = json ? strip(await fast.json()) : await fast.text();
+        const b = json ? strip(await viaYoga.json()) : await viaYoga.text();
+        expect(a, `${client}: ${query}`).toEqual(b);
+        expect(fast.status, `${client}: ${query}`).toBe(viaYoga.status);
+        expect(fast.headers.get('content-type'), `${client}: ${query}`).toBe(viaYoga.headers.get('content-type'));
+      }
+    }
+  });
+
+  it('a browser\'s JSON POST gets the answer and the CORS headers yoga gives (CORS_ORIGINS), allowed origin or not', async () => {
+    const env = { CORS_ORIGINS: 'https://app.example.com' };
+    const fastCors = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env });
+    const yogaCors = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env: { ...env, GRAPHQL_FAST_PATH: '0' } });
+    try {
+      const corsOf = (res: Response) => {
+        const out: Record<string, string> = {};
+        res.headers.forEach((v, k) => {
+          if (k.startsWith('access-control-') || k === 'vary') out[k] = v;
+        });
+        return out;
+      };
+      const body = JSON.stringify({ query: 'query Probe { fineTuningJobs(first: 1) { edges { cursor } } }' });
+      for (const origin of ['https://app.example.com', 'https://evil.example']) {
+        const headers = { 'content-type': 'application/json', origin };
+        const a = await fetch(`${fastCors.url}/graphql`, { method: 'POST', headers, body });
+        const b = await fetch(`${yogaCors.url}/graphql`, { method: 'POST', headers, body });
+        expect(a.status).toBe(200);
+        expect(corsOf(a), origin).toEqual(corsOf(b));
+        expect(await a.json()).toEqual(await b.json());
+      }
+      const allowed = await fetch(`${fastCors.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://app.example.com' }, body });
+      expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+    } finally {
+      await fastCors.close();
+      await yogaCors.close();
     }
   });
 });

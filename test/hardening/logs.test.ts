@@ -80,19 +80,25 @@ describe('request ids and access lines', () => {
     expect(ids.size).toBe(5);
   });
 
-  it('works on yoga\'s path (browser request, GET with a query string), /health, /ready and unknown paths', async () => {
+  it('works on yoga\'s path (GET with a query string), for browsers, /health, /ready and unknown paths', async () => {
     up.emulator.setFaults({ errorRate: 1, errorStatuses: [502], routes: ['GET /v1/fine_tuning/jobs'] });
     heal = (r) => {
       if (r.fault === 'error') up.emulator.setFaults(undefined);
     };
-    const viaYoga = await fetch(gw.endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', origin: gw.url, 'x-request-id': 'yoga-1' },
-      body: JSON.stringify({ query: 'query FromBrowser { fineTuningJobs(first: 1) { edges { cursor } } }' }),
+    const viaYoga = await fetch(`${gw.endpoint}?query=${encodeURIComponent('query ViaYoga { fineTuningJobs(first: 1) { edges { cursor } } }')}`, {
+      headers: { accept: 'application/json', 'x-request-id': 'yoga-1' },
     });
     expect(viaYoga.status).toBe(200);
     expect(viaYoga.headers.get('x-request-id')).toBe('yoga-1');
     heal = () => undefined;
+    const browser = await fetch(gw.endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: gw.url, 'sec-fetch-site': 'same-origin', 'x-request-id': 'browser-1' },
+      body: JSON.stringify({ query: 'query FromBrowser { fineTuningJobs(first: 1) { edges { cursor } } }' }),
+    });
+    expect(browser.status).toBe(200);
+    expect(browser.headers.get('x-request-id')).toBe('browser-1');
+    await browser.text();
 
     const query = encodeURIComponent(`query ByGet { fineTuningJob(id: "${SECRET_VARIABLE}") { id } }`);
     const viaGet = await fetch(`${gw.endpoint}?query=${query}`, { headers: { accept: 'application/json', 'x-request-id': 'get-1' } });
@@ -106,7 +112,8 @@ describe('request ids and access lines', () => {
     }
     await sleep(20);
     const byId = (id: string) => accessLines().find((l) => l.reqId === id);
-    expect(byId('yoga-1')).toMatchObject({ method: 'POST', path: '/graphql', status: 200, operation: 'FromBrowser' });
+    expect(byId('yoga-1')).toMatchObject({ method: 'GET', path: '/graphql', status: 200, operation: 'ViaYoga' });
+    expect(byId('browser-1')).toMatchObject({ method: 'POST', path: '/graphql', status: 200, operation: 'FromBrowser' });
     // yoga's own debug lines carry it too.
     const yogaLines = gw.logLines().filter((l) => l.reqId === 'yoga-1').map((l) => l.msg);
     expect(yogaLines).toContain('yoga');

@@ -8,6 +8,7 @@ import {
   collectWs,
   createJob,
   EVENTS_SUB,
+  TERMINAL,
   type Gateway,
   JOB_SUB,
   restEvents,
@@ -98,6 +99,31 @@ describe('fineTuningJobEvents', () => {
     expect(none.items).toEqual([]);
     expect(ws.completed && sse.completed && none.completed).toBe(true);
     await client.dispose();
+  });
+
+  it('a subscription in a plain JSON POST (no Accept) is answered over SSE as it happens, not when it ends', async () => {
+    const jobId = await createJob(up, 3, 20);
+    const controller = new AbortController();
+    const res = await fetch(gw.httpUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: JOB_SUB, variables: { id: jobId } }),
+      signal: controller.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('event: next')) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    // The first state arrived while the job still runs: the answer is streamed, not gathered until the end.
+    expect(text).toContain('event: next');
+    expect(TERMINAL.has((await up.client().fineTuning.jobs.retrieve(jobId)).status)).toBe(false);
+    controller.abort();
   });
 
   it('with `after` mid-run, replays the gap then continues live without a repeat, beside live subscribers', async () => {
