@@ -7,13 +7,12 @@
  *   /graphql  the GraphQL API (graphql-yoga; GraphiQL on a browser GET)
  *
  * Every request gets a request id (a sane incoming x-request-id, else a new UUID), returned as x-request-id and
- * carried by every log line written while it is handled, and one access line when it ends.
+ * carried by the log lines written for it (src/log.ts), and one access line when it ends.
  *
  * close() shuts down gracefully: stop accepting connections, close websockets with 1001 (going away), stop the
  * live pollers (which ends SSE streams), let in-flight requests finish (until SHUTDOWN_TIMEOUT_MS, then cut
  * them), close the upstream pool and the local database. Each phase is logged.
  */
-import { AsyncResource } from 'node:async_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -28,7 +27,7 @@ import { attachGraphQLWebSocket } from './http/websocket.js';
 import { createYogaServer } from './http/yoga.js';
 import { JobWatchRegistry, liveOptionsFromEnv, type LiveJobs, type LiveOptions } from './live/index.js';
 import { type Cluster, createCluster } from './live/cluster/index.js';
-import { createLogger, type Logger, requestContext, requestIdFrom } from './log.js';
+import { createLogger, type Logger, requestIdFrom, setRequestId } from './log.js';
 import type { GraphQLContext } from './resolvers/context.js';
 import { type FetchLike, Upstream, type UpstreamOptions } from './upstream/client.js';
 import type { RawEvent, RawJob } from './upstream/types.js';
@@ -219,17 +218,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         if (inflight.size === 0) drained?.();
       }
     });
-    requestContext.run({ reqId }, () => {
-      // The body's events are emitted from the socket's context: run their listeners in the request's, so
-      // that what follows them (parsing, resolvers, upstream calls) still logs with this reqId.
-      // (runInAsyncScope, not AsyncResource.bind: bind builds a deprecated-property getter on every call.)
-      const scope = new AsyncResource('request-body');
-      const emit = req.emit;
-      req.emit = function (this: IncomingMessage, ...args: Parameters<typeof emit>) {
-        return scope.runInAsyncScope(emit, this, ...args);
-      } as typeof emit;
-      route(req, res);
-    });
+    // The GraphQL context finds the id here (src/log.ts).
+    setRequestId(req, reqId);
+    route(req, res);
   };
 
   const httpServer = createServer({ keepAliveTimeout: 65_000 }, handler);
@@ -239,6 +230,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
     const started = process.hrtime.bigint();
     const reqId = requestIdFrom(req.headers['x-request-id']);
+    // Lines written for this connection's operations carry it (the graphql-ws context reads it).
+    setRequestId(req, reqId);
     upgraded.add(socket);
     socket.once('close', () => {
       upgraded.delete(socket);

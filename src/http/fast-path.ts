@@ -3,7 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type DocumentNode, type ExecutionResult, getOperationAST, GraphQLError } from 'graphql/index.js';
-import type { Logger } from '../log.js';
+import { type Logger, requestIdOf } from '../log.js';
 import { bodyTooLarge, securityOf, type YogaServer } from './yoga.js';
 
 /** Headers of a node request with the part of the Fetch `Headers` API that plugins and contexts use. */
@@ -173,7 +173,7 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
         }
         send(res, 200, body, ct);
       })().catch((err: unknown) => {
-        logger.error({ err }, 'unexpected error in the JSON fast path');
+        logger.error({ err, reqId: requestIdOf(req) }, 'unexpected error in the JSON fast path');
         if (!res.headersSent) requestErrors(res, 500, [{ message: 'Unexpected error.' }], ct);
         else res.destroy();
       });

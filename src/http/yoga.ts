@@ -32,7 +32,7 @@ import {
 } from 'graphql/index.js';
 import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Config, Limits } from '../config.js';
-import type { Logger } from '../log.js';
+import { type Logger, requestIdOf } from '../log.js';
 import { MAX_PAGE_SIZE } from '../resolvers/connections.js';
 import { createContext, type GraphQLContext } from '../resolvers/context.js';
 import { EXAMPLES } from '../schema/examples.js';
@@ -206,6 +206,36 @@ function armorPlugins(config: Config): Plugin[] {
   return armor.protect().plugins as Plugin[];
 }
 
+/** An error of ours or of GraphQL itself (shown as it is); anything else is a bug, masked and logged. */
+function isExpected(error: unknown): boolean {
+  if (!(error instanceof GraphQLError)) return false;
+  const original = error.originalError;
+  return original === undefined || original === null || original instanceof GraphQLError || Boolean(error.extensions?.code);
+}
+
+/**
+ * Logs the unexpected errors of a result through the request's logger (its reqId), before yoga's masking (a later
+ * plugin) replaces them with "Unexpected error.". Results of queries, mutations and each subscription event.
+ */
+function useUnexpectedErrorLog(): Plugin<GraphQLContext> {
+  const logErrors = (ctx: GraphQLContext, result: unknown) => {
+    const errors = (result as ExecutionResult | null)?.errors;
+    if (!errors?.length) return;
+    for (const error of errors) {
+      if (!isExpected(error)) ctx.log()?.error({ err: (error as GraphQLError).originalError ?? error }, 'unexpected error in a resolver');
+    }
+  };
+  const onResult = (ctx: GraphQLContext) => ({ result }: { result: unknown }) => {
+    if (result && typeof result === 'object' && Symbol.asyncIterator in result) return { onNext: ({ result: r }: { result: unknown }) => logErrors(ctx, r) };
+    logErrors(ctx, result);
+    return undefined;
+  };
+  return {
+    onExecute: ({ args }) => ({ onExecuteDone: onResult(args.contextValue) as never }),
+    onSubscribe: ({ args }) => ({ onSubscribeResult: onResult(args.contextValue) as never }),
+  };
+}
+
 /** A POST with a content type no parser takes gets a 415 that says what to send (yoga's has no body). */
 function useUnsupportedMediaType(): Plugin {
   return {
@@ -351,17 +381,14 @@ export function createYogaServer(
       const fromSocket = (initial as { wsAuth?: AuthResult }).wsAuth;
       const request = (initial as { request?: { headers?: { get(name: string): string | null } } }).request;
       const auth = fromSocket ?? authenticator.fromHeader(request?.headers?.get('authorization'));
-      const ctx = createContext(upstream, auth, logger);
+      const ctx = createContext(upstream, auth, logger, requestIdOf((initial as { req?: unknown }).req));
       opts.extendContext?.(ctx);
       return ctx;
     },
     maskedErrors: {
+      // Unexpected errors are logged (with the request's id) by useUnexpectedErrorLog, which sees them first.
       maskError(error) {
-        const original = error instanceof GraphQLError ? error.originalError : undefined;
-        const expected =
-          error instanceof GraphQLError &&
-          (original === undefined || original === null || original instanceof GraphQLError || error.extensions?.code);
-        if (expected) {
+        if (isExpected(error)) {
           const e = error as GraphQLError;
           const message = sanitizeMessage(e.message, secrets);
           if (message === e.message) return e;
@@ -373,7 +400,6 @@ export function createYogaServer(
             extensions: e.extensions,
           });
         }
-        logger.error({ err: original ?? error }, 'unexpected error in a resolver');
         return new GraphQLError('Unexpected error.', {
           nodes: error instanceof GraphQLError ? error.nodes : undefined,
           path: error instanceof GraphQLError ? error.path : undefined,
@@ -387,6 +413,7 @@ export function createYogaServer(
       useBodyLimit(limits.maxBodyBytes),
       ...armorPlugins(config),
       useErrorCodes(),
+      useUnexpectedErrorLog(),
       useOperationGate(),
       ...(config.jit ? [useGraphQlJit() as Plugin<GraphQLContext>] : []),
       ...(opts.plugins ?? []),

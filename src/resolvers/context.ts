@@ -38,7 +38,8 @@ export interface GraphQLContext extends Partial<ContextExtensions> {
   /** Per-request loaders (events/checkpoints pages, metrics); jobs and files load through Pothos loadables. */
   loaders: RequestLoaders;
   auth: RequestAuth;
-  logger?: Logger;
+  /** The request's logger (its reqId and principal bound), made when a first line is written. */
+  log(): Logger | undefined;
 }
 
 const ALL_SCOPES: ReadonlySet<Scope> = new Set<Scope>(['read', 'write']);
@@ -48,7 +49,7 @@ const NO_SCOPES: ReadonlySet<Scope> = new Set<Scope>();
  * A context for `credential` with every scope (the server's own key, or tests). `auth` may narrow it:
  * pass an AuthResult from src/http/auth.ts.
  */
-export function createContext(upstream: Upstream, credential: string | AuthResult, logger?: Logger): GraphQLContext {
+export function createContext(upstream: Upstream, credential: string | AuthResult, logger?: Logger, reqId?: string): GraphQLContext {
   let auth: RequestAuth;
   let key: string;
   if (typeof credential === 'string') {
@@ -61,13 +62,22 @@ export function createContext(upstream: Upstream, credential: string | AuthResul
     key = '';
     auth = { authenticated: false, scopes: NO_SCOPES, principalId: 'unauthenticated', failure: credential.message };
   }
-  const api = upstream.forCredential(key);
+  let child: Logger | undefined;
+  const log = () => {
+    if (!logger || child) return child ?? logger;
+    const bindings: Record<string, string> = {};
+    if (reqId) bindings.reqId = reqId;
+    if (auth.principalId !== 'anonymous') bindings.principal = auth.principalId;
+    child = Object.keys(bindings).length ? logger.child(bindings) : logger;
+    return child;
+  };
+  const api = upstream.forCredential(key).forRequest(log);
   return {
     ...initContextCache(),
     credential: key,
     api,
     loaders: new RequestLoaders(api),
     auth,
-    logger: logger && auth.principalId !== 'anonymous' ? logger.child({ principal: auth.principalId }) : logger,
+    log,
   };
 }

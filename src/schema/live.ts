@@ -30,11 +30,12 @@ function scopeOf(ctx: GraphQLContext): { live: LiveJobs<RawJob, RawEvent>; scope
   if (!ctx.live) throw new ApiError('Live updates are not enabled on this server.', 'INTERNAL_SERVER_ERROR');
   const client = ctx.api.client;
   if (!client) throw new UnauthenticatedError('No API key is configured for the fine-tuning API.');
-  let upstream = liveUpstreams.get(ctx.api);
+  // Keyed by the credential's API (ctx.api is this request's view of it).
+  let upstream = liveUpstreams.get(ctx.api.root);
   if (!upstream) {
     // The SDK's typings and RawJob/RawEvent describe the same JSON objects (RawJob is the looser view).
     upstream = openAiLiveUpstream(client) as unknown as LiveUpstream<RawJob, RawEvent>;
-    liveUpstreams.set(ctx.api, upstream);
+    liveUpstreams.set(ctx.api.root, upstream);
   }
   return { live: ctx.live, scope: { credential: ctx.credential, upstream } };
 }

@@ -308,6 +308,10 @@ export class UpstreamApi {
   private readonly childIndex = new LRUCache<string, string>({ max: 5_000 });
   /** Headers of the lean reads (see get). */
   private readonly readHeaders: Record<string, string>;
+  /** The logger of the request this view serves (see forRequest). */
+  private readonly requestLog?: () => Logger | undefined;
+  /** The per-credential API itself, also when seen through a request's view (a stable key for caches). */
+  readonly root: UpstreamApi = this;
 
   constructor(
     private readonly upstream: Upstream,
@@ -339,6 +343,18 @@ export class UpstreamApi {
       : null;
   }
 
+  /**
+   * This API as seen by one request: the same client, caches and pool, with the request's logger (its lines carry
+   * the request id). A prototype view, so nothing but the logger is per request.
+   */
+  forRequest(log: () => Logger | undefined): UpstreamApi {
+    return Object.create(this, { requestLog: { value: log } }) as UpstreamApi;
+  }
+
+  private get log(): Logger | undefined {
+    return this.requestLog?.() ?? this.opts.logger;
+  }
+
   private sdk(): OpenAI {
     if (!this.client) throw new UnauthenticatedError('No API key is configured for the fine-tuning API.');
     return this.client;
@@ -362,7 +378,7 @@ export class UpstreamApi {
       } catch (err) {
         const delay = nextDelay(this.policy, err, mode, attempt, deadline - Date.now());
         if (delay === undefined) throw this.map(err, opts);
-        this.opts.logger?.debug(
+        this.log?.debug(
           { attempt: attempt + 1, failure: classifyFailure(err), status: (err as { status?: number }).status, retryInMs: Math.round(delay) },
           'upstream call failed; retrying',
         );
@@ -616,7 +632,7 @@ export class UpstreamApi {
           // Ambiguous failures are retried only when the lookup above can tell whether the job exists.
           const delay = nextDelay(this.policy, err, tag ? 'read' : 'write', attempt, deadline - Date.now());
           if (delay === undefined) throw this.map(err, CREATE_MAP);
-          this.opts.logger?.warn({ attempt: attempt + 1, failure: kind, retryInMs: Math.round(delay) }, 'idempotent create failed; retrying');
+          this.log?.warn({ attempt: attempt + 1, failure: kind, retryInMs: Math.round(delay) }, 'idempotent create failed; retrying');
           await sleep(delay);
         }
       }

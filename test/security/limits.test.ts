@@ -209,12 +209,15 @@ describe('production mode (NODE_ENV=production)', () => {
   });
 
   it('masks unexpected errors: a generic message and code, the details only in the log', async () => {
-    for (const headers of [{}, { origin: prod.url }] as Record<string, string>[]) {
-      const r = await prod.gql('{ fineTuningJob(id: "ftjob-abc123") { id status } }', undefined, { headers });
+    for (const [i, headers] of ([{}, { origin: prod.url }] as Record<string, string>[]).entries()) {
+      const r = await prod.gql('{ fineTuningJob(id: "ftjob-abc123") { id status } }', undefined, { headers: { ...headers, 'x-request-id': `masked-${i}` } });
       expect(r.errors).toEqual([expect.objectContaining({ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } })]);
       expect(JSON.stringify(r)).not.toMatch(/TypeError|stack|null \(reading/);
     }
-    expect(prod.logs()).toMatch(/unexpected error/);
+    // Logged once per request, with the request's id.
+    const lines = prod.logs().split('\n').filter((l) => l.includes('unexpected error'));
+    expect(lines).toHaveLength(2);
+    expect(lines.map((l) => JSON.parse(l).reqId)).toEqual(['masked-0', 'masked-1']);
   });
 
   it('serves no GraphiQL unless GRAPHIQL=1', async () => {
