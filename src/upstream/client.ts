@@ -348,7 +348,9 @@ export class UpstreamApi {
    * the request id). A prototype view, so nothing but the logger is per request.
    */
   forRequest(log: () => Logger | undefined): UpstreamApi {
-    return Object.create(this, { requestLog: { value: log } }) as UpstreamApi;
+    const view = Object.create(this) as { requestLog?: () => Logger | undefined };
+    view.requestLog = log;
+    return view as unknown as UpstreamApi;
   }
 
   private get log(): Logger | undefined {

@@ -5,6 +5,8 @@
  * name, and nothing else from the request: no query string, variables, headers or key.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from 'graphql-ws';
+import { WebSocket } from 'ws';
 import { uploadTraining } from '../helpers/emulator.js';
 import { collect, type Gateway, KEY, sleep, startGateway, startUpstream, type TimedRequest, type Upstream, wsClient } from './helpers.js';
 
@@ -134,6 +136,36 @@ describe('request ids and access lines', () => {
     const line = accessLines().find((l) => l.websocket === true);
     expect(line).toMatchObject({ method: 'GET', path: '/graphql', status: 101 });
     expect(line!.reqId).toMatch(UUID);
+  });
+
+  it('lines written for a websocket operation carry the connection\'s request id', async () => {
+    up.emulator.setFaults({ errorRate: 1, errorStatuses: [503], routes: ['GET /v1/fine_tuning/jobs/:id'] });
+    heal = (r) => {
+      if (r.fault === 'error') up.emulator.setFaults(undefined);
+    };
+    const client = createClient({
+      url: gw.wsUrl,
+      webSocketImpl: class extends WebSocket {
+        constructor(url: string, protocols?: string | string[]) {
+          super(url, protocols, { headers: { 'x-request-id': 'ws-conn-7' } });
+        }
+      },
+      retryAttempts: 0,
+    });
+    const result = await new Promise<any>((resolve, reject) => {
+      let value: unknown;
+      client.subscribe({ query: 'query OverWs($id: ID!) { fineTuningJob(id: $id) { id status } }', variables: { id: jobId } }, {
+        next: (v) => (value = v),
+        error: reject,
+        complete: () => resolve(value),
+      });
+    });
+    heal = () => undefined;
+    expect(result.errors).toBeUndefined();
+    await client.dispose();
+    await sleep(50);
+    const mine = gw.logLines().filter((l) => l.reqId === 'ws-conn-7').map((l) => l.msg);
+    expect(mine).toEqual(['upstream call failed; retrying', 'request']);
   });
 
   it('every line is JSON, and no line holds the API key or an authorization header', async () => {
