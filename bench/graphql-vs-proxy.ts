@@ -10,7 +10,7 @@
  * The local service runs as a standalone listener on a worker thread (its own event loop, like a remote API);
  * the proxy and the GraphQL server share the main thread (one at a time is loaded); the load generator runs
  * in a child process with BENCH_CONNECTIONS keep-alive connections (default 32) for BENCH_DURATION_MS
- * (default 5000) after a 1 s warm-up. Targets: c/b ≥ 0.4 for a finished job, ≥ 0.3 for a running one.
+ * (default 4000) after a 1 s warm-up, BENCH_ROUNDS interleaved rounds (default 5). Targets: c/b ≥ 0.4 for a finished job, ≥ 0.3 for a running one.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,10 +27,10 @@ import { startBareProxy } from './lib/proxy.js';
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const KEY = 'sk-bench';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 4000);
 const STEP_MS = 200;
 /** Each measurement is repeated this many times (interleaved) and the median is reported: other work on a 2-core machine makes single runs noisy. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 /** Length of the unrecorded warm-up run of each target before the rounds. */
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 3000);
 
