@@ -13,16 +13,14 @@
  * (default 4000) after a 1 s warm-up, BENCH_ROUNDS interleaved rounds (default 5). Targets: c/b ≥ 0.4 for a finished job, ≥ 0.3 for a running one.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import OpenAI, { toFile } from 'openai';
 import { startServer } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { LoadResult, LoadSpec } from './lib/load.js';
 import { startBareProxy } from './lib/proxy.js';
+import { mainThreadCpuMs, startUpstreamWorker } from './lib/threads.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const KEY = 'sk-bench';
@@ -52,20 +50,6 @@ function runLoadInChild(spec: LoadSpec): Promise<LoadResult> {
   });
 }
 
-/**
- * CPU time (user + system) of this process's main thread in ms, from /proc (Linux; clock ticks of 10 ms). The
- * local service runs on a worker thread of the same process, so process.cpuUsage() would count it too.
- */
-function mainThreadCpuMs(): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
 function chatJsonl(n: number): string {
   const rows = [];
   for (let i = 0; i < n; i++) {
@@ -87,12 +71,8 @@ const JOB_FIELDS = `id createdAt finishedAt estimatedFinish status rawStatus mod
   error { code message param } integrations { type }`;
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-graphql-'));
-  const worker = new Worker(new URL('./lib/worker-bootstrap.mjs', import.meta.url), {
-    workerData: { entry: new URL('./lib/upstream-worker.ts', import.meta.url).href, dbPath: join(dir, 'emulator.db'), stepMs: STEP_MS },
-  });
-  const port = await new Promise<number>((r) => worker.once('message', (m: { port: number }) => r(m.port)));
-  const upstreamUrl = `http://127.0.0.1:${port}`;
+  const upstreamWorker = await startUpstreamWorker(STEP_MS);
+  const upstreamUrl = upstreamWorker.url;
   const rest = new OpenAI({ apiKey: KEY, baseURL: `${upstreamUrl}/v1`, maxRetries: 0 });
 
   // A job that runs for minutes (2,500 steps of 200 ms) and one that finishes in seconds.
@@ -224,12 +204,7 @@ async function main() {
 
   await api.close();
   await proxy.close();
-  await new Promise<void>((r) => {
-    worker.once('message', () => r());
-    worker.postMessage('close');
-  });
-  await worker.terminate();
-  rmSync(dir, { recursive: true, force: true });
+  await upstreamWorker.close();
 }
 
 await main();

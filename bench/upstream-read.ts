@@ -9,23 +9,14 @@
  * other load on the machine disturbs far less than calls/s. 32 calls in flight; each variant runs ROUNDS times,
  * interleaved, and the median is printed with its ratio to `bare`.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import OpenAI, { toFile } from 'openai';
 import { Agent } from 'undici';
 import { Upstream } from '../src/upstream/client.js';
+import { mainThreadCpuMs, startUpstreamWorker } from './lib/threads.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 15_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const KEY = 'sk-bench';
-
-function mainThreadCpuMs(): number {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-}
 
 async function cpuPerCall(fn: () => Promise<unknown>): Promise<number> {
   let started = 0;
@@ -38,12 +29,9 @@ async function cpuPerCall(fn: () => Promise<unknown>): Promise<number> {
   return ((mainThreadCpuMs() - c0) * 1000) / CALLS;
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'bench-read-'));
-const worker = new Worker(new URL('./lib/worker-bootstrap.mjs', import.meta.url), {
-  workerData: { entry: new URL('./lib/upstream-worker.ts', import.meta.url).href, dbPath: join(dir, 'emulator.db'), stepMs: 200 },
-});
-const port = await new Promise<number>((r) => worker.once('message', (m: { port: number }) => r(m.port)));
-const baseURL = `http://127.0.0.1:${port}/v1`;
+const upstreamWorker = await startUpstreamWorker(200);
+const { port } = upstreamWorker;
+const baseURL = `${upstreamWorker.url}/v1`;
 const rest = new OpenAI({ apiKey: KEY, baseURL, maxRetries: 0 });
 const file = await rest.files.create({
   file: await toFile(Buffer.from(`${JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] })}\n`), 'a.jsonl'),
@@ -75,9 +63,4 @@ for (const [name, xs] of Object.entries(results)) {
 }
 await upstream.close();
 await agent.close();
-await new Promise<void>((r) => {
-  worker.once('message', () => r());
-  worker.postMessage('close');
-});
-await worker.terminate();
-rmSync(dir, { recursive: true, force: true });
+await upstreamWorker.close();
