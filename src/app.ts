@@ -23,6 +23,7 @@ import { type Config, describeBackend } from './config.js';
 import { startEmbedded } from './http/embedded.js';
 import { createJsonFastPath } from './http/fast-path.js';
 import { createMetrics, type Metrics, readiness, runCheck } from './http/metrics.js';
+import { createBrowserGuard } from './http/browser-guard.js';
 import { attachGraphQLWebSocket } from './http/websocket.js';
 import { createYogaServer } from './http/yoga.js';
 import { JobWatchRegistry, liveOptionsFromEnv, type LiveJobs, type LiveOptions } from './live/index.js';
@@ -202,6 +203,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     );
   };
 
+  const guard = createBrowserGuard({ authMode: config.auth.mode, allowedHosts: config.allowedHosts, corsOrigins: config.corsOrigins });
+
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const started = process.hrtime.bigint();
     const reqId = requestIdFrom(req.headers['x-request-id']);
@@ -220,6 +223,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
     // The GraphQL context finds the id here (src/log.ts).
     setRequestId(req, reqId);
+    const refused = guard.refuseHost(req.headers.host);
+    if (refused) return json(res, 403, { errors: [{ message: refused, extensions: { code: 'HOST_NOT_ALLOWED' } }] });
     route(req, res);
   };
 
@@ -239,7 +244,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   });
 
-  const wsHandle = attachGraphQLWebSocket(httpServer, yoga);
+  const wsHandle = attachGraphQLWebSocket(httpServer, yoga, guard);
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(config.port, config.host, () => {

@@ -98,6 +98,8 @@ export interface Config {
   auth: AuthConfig;
   /** Origins allowed to call the API cross-origin (CORS_ORIGINS); empty: none (same-origin GraphiQL still works). */
   corsOrigins: string[];
+  /** Host names answered besides the loopback ones in AUTH_MODE=none (ALLOWED_HOSTS; see src/http/browser-guard.ts). */
+  allowedHosts: string[];
   limits: Limits;
   /**
    * Cluster mode (REDIS_URL): live-update fan-out over Redis pub/sub, one poller per job across instances (a Redis
@@ -229,6 +231,21 @@ export function loadAuth(env: NodeJS.ProcessEnv, host: string): AuthConfig {
   }
 }
 
+/** ALLOWED_HOSTS: comma-separated host names (no scheme, no port), e.g. `my-laptop.local,dev.internal`. */
+export function parseAllowedHosts(raw: string | undefined): string[] {
+  if (!raw || raw.trim() === '') return [];
+  return raw
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean)
+    .map((h) => {
+      if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(h) || h.length > 253) {
+        throw new Error(`ALLOWED_HOSTS: ${JSON.stringify(h)} is not a host name such as dev.example.com (no scheme, no port)`);
+      }
+      return h;
+    });
+}
+
 /** CORS_ORIGINS: comma-separated origins such as https://app.example.com,http://localhost:5173. */
 export function parseCorsOrigins(raw: string | undefined): string[] {
   if (!raw || raw.trim() === '') return [];
@@ -298,6 +315,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     production,
     auth: loadAuth(env, host),
     corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
+    allowedHosts: parseAllowedHosts(env.ALLOWED_HOSTS),
     redis: loadRedisConfig(env),
     metrics: env.METRICS !== '0',
     limits: {

@@ -15,15 +15,25 @@ import { WebSocketServer } from 'ws';
 import { DEFAULT_LIMITS } from '../config.js';
 import type { GraphQLContext } from '../resolvers/context.js';
 import { type AuthResult, createAuthenticator, operationAuthError } from './auth.js';
+import type { BrowserGuard } from './browser-guard.js';
 import { securityOf, type YogaServer } from './yoga.js';
 
-export function attachGraphQLWebSocket(httpServer: Server, yoga: YogaServer) {
+export function attachGraphQLWebSocket(httpServer: Server, yoga: YogaServer, guard?: BrowserGuard) {
   const sec = securityOf(yoga);
   // A yoga server not made by createYogaServer has no auth configured: behave as AUTH_MODE=none.
   const authenticator = sec?.authenticator ?? createAuthenticator({ mode: 'none' }, '');
   const maxPayload = sec?.limits.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes;
   // Frames larger than the HTTP body limit are refused by ws itself (close 1009).
-  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload });
+  // Upgrades from other sites' pages, and (AUTH_MODE=none) for foreign host names, are refused with 403.
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: '/graphql',
+    maxPayload,
+    verifyClient: guard
+      ? (info: { origin?: string; req: { headers: { host?: string } } }, done: (ok: boolean, code?: number, message?: string) => void) =>
+          guard.websocketAllowed(info.origin || undefined, info.req.headers.host) ? done(true) : done(false, 403, 'Forbidden')
+      : undefined,
+  });
   // A frame that breaks the websocket protocol (too large, bad UTF-8, unmasked, …) is the client's fault: ws
   // closes the socket itself (1009, 1007, 1002, …). graphql-ws would print it to stderr as an internal error;
   // it is logged here as a warning instead.
