@@ -31,10 +31,15 @@ export function createBrowserGuard(opts: { authMode: string; allowedHosts: reado
   const allowed = new Set(opts.allowedHosts.map((h) => h.toLowerCase()));
   const cors = new Set(opts.corsOrigins);
   const checkHost = opts.authMode === 'none';
+  /** Host header values already found allowed (a handful in practice; bounded): most requests need no parsing. */
+  const known = new Set<string>();
   const refuseHost = (host: string | undefined): string | undefined => {
-    if (!checkHost || host === undefined) return undefined;
+    if (!checkHost || host === undefined || known.has(host)) return undefined;
     const name = hostname(host);
-    if (isLoopbackHost(name) || name.endsWith('.localhost') || allowed.has(name)) return undefined;
+    if (isLoopbackHost(name) || name.endsWith('.localhost') || allowed.has(name)) {
+      if (known.size < 64) known.add(host);
+      return undefined;
+    }
     return `Host ${JSON.stringify(name.slice(0, 100))} is not allowed: without authentication (AUTH_MODE=none) this server answers only requests for localhost, 127.0.0.1 or ::1 (a defence against DNS rebinding); list other names in ALLOWED_HOSTS.`;
   };
   return {
