@@ -10,7 +10,8 @@
  * The local service runs as a standalone listener on a worker thread (its own event loop, like a remote API);
  * the proxy and the GraphQL server share the main thread (one at a time is loaded); the load generator runs
  * in a child process with BENCH_CONNECTIONS keep-alive connections (default 32) for BENCH_DURATION_MS
- * (default 4000) after a 1 s warm-up, BENCH_ROUNDS interleaved rounds (default 5). Targets: c/b ≥ 0.4 for a finished job, ≥ 0.3 for a running one.
+ * (default 4000) after a 1 s warm-up, BENCH_ROUNDS interleaved rounds (default 5); the server logs at
+ * BENCH_LOG_LEVEL (default warn: no access lines). Targets: c/b ≥ 0.4 for a finished job, ≥ 0.3 for a running one.
  */
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -97,7 +98,7 @@ async function main() {
 
   const proxy = await startBareProxy(upstreamUrl, CONNECTIONS * 2);
   const api = await startServer(
-    loadConfig({ ...process.env, OPENAI_BASE_URL: `${upstreamUrl}/v1`, OPENAI_API_KEY: KEY, PORT: '0', LOG_LEVEL: 'warn' }),
+    loadConfig({ ...process.env, OPENAI_BASE_URL: `${upstreamUrl}/v1`, OPENAI_API_KEY: KEY, PORT: '0', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' }),
   );
 
   const auth = { authorization: `Bearer ${KEY}` };
