@@ -4,11 +4,9 @@
  * and several instances of the GraphQL API, as child processes (`node --import tsx src/server.ts`, so SIGKILL
  * really kills one) or in this process (startServer).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { dirname, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from 'graphql-ws';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
@@ -18,8 +16,14 @@ import { liveOptionsFromEnv } from '../../src/live/index.js';
 import type { EmulatorOptions, RequestInfo } from '../../src/emulator/index.js';
 import { registerEnvSecrets } from '../security/leak-state.js';
 import { type RunningEmulator, startEmulator, trainingJsonl, uploadTraining } from '../helpers/emulator.js';
+import { ROOT, spawnServerProcess } from '../helpers/processes.js';
+import { collectWs } from '../helpers/subscriptions.js';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export { ROOT };
+export type { Collected } from '../helpers/subscriptions.js';
+/** Subscribes over graphql-ws and collects the `field` of each payload. */
+export const collect = collectWs;
+
 export const KEY = 'sk-cluster-test-key-0123456789abcdef';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -140,31 +144,7 @@ export function instanceEnv(up: Upstream, prefix: string, id: string, env: Recor
 /** `node --import tsx src/server.ts` (SIGKILL reaches the server itself), ready once its start-up line is out. */
 export async function spawnInstance(env: Record<string, string>): Promise<Instance> {
   registerEnvSecrets(env);
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/server.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`instance did not start:\n${output}`)), 30_000);
-    const check = () => {
-      const m = /GraphQL API at (http:\/\/[^\s/]+)\/graphql/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', check);
-        resolveUrl(m[1]!);
-      }
-    };
-    child.stdout!.on('data', check);
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`instance exited before start-up:\n${output}`));
-    });
-  });
+  const { url, child, output, exited } = await spawnServerProcess(env, 'instance');
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
@@ -174,7 +154,7 @@ export async function spawnInstance(env: Record<string, string>): Promise<Instan
     url,
     wsUrl: `${url.replace(/^http/, 'ws')}/graphql`,
     child,
-    output: () => output,
+    output,
     kill,
     close: () => kill('SIGTERM'),
   };
@@ -216,39 +196,6 @@ export async function gql<T = any>(inst: Instance, query: string, variables?: Re
 
 export function wsClient(inst: Instance): Client {
   return createClient({ url: inst.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
-}
-
-export interface Collected<T = any> {
-  items: T[];
-  errors: unknown[];
-  completed: boolean;
-  done: Promise<void>;
-  stop(): void;
-}
-
-export function collect<T = any>(client: Client, query: string, variables: Record<string, unknown>, field: string): Collected<T> {
-  const out: Collected<T> = { items: [], errors: [], completed: false, done: Promise.resolve(), stop: () => {} };
-  out.done = new Promise<void>((resolveDone) => {
-    out.stop = client.subscribe<Record<string, T>>(
-      { query, variables },
-      {
-        next: (r) => {
-          if (r.errors?.length) out.errors.push(...r.errors);
-          const v = r.data?.[field];
-          if (v !== undefined && v !== null) out.items.push(v);
-        },
-        error: (e) => {
-          out.errors.push(e);
-          resolveDone();
-        },
-        complete: () => {
-          out.completed = true;
-          resolveDone();
-        },
-      },
-    );
-  });
-  return out;
 }
 
 export const EVENTS_SUB = /* GraphQL */ `

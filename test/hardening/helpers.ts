@@ -2,18 +2,17 @@
  * Helpers for the hardening tests: the local fine-tuning service (with fault injection) on 127.0.0.1, the
  * GraphQL API in-process or as a child process (`node --import tsx src/server.ts`), and small clients.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { dirname, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { startServer, type RunningServer, type StartOptions } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { EmulatorOptions, RequestInfo } from '../../src/emulator/index.js';
 import { type RunningEmulator, startEmulator } from '../helpers/emulator.js';
+import { ROOT, type ServerProcess, spawnServerProcess } from '../helpers/processes.js';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export { ROOT };
+
 export const KEY = 'sk-hardening-secret-0123456789abcdef';
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -139,43 +138,11 @@ export function collect<T>(client: Client, query: string, variables: Record<stri
   return { items, errors, done };
 }
 
-export interface SpawnedServer {
-  url: string;
-  child: ChildProcess;
-  output(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
-}
+export type SpawnedServer = ServerProcess;
 
 /** `node --import tsx src/server.ts` with PORT=0; resolves once the start-up line names the port. */
-export async function spawnServer(env: Record<string, string>): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/server.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', AUTH_MODE: 'none', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) =>
-    child.once('exit', (code, signal) => r({ code, signal, at: Date.now() })),
-  );
-  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
-    const check = () => {
-      const m = /GraphQL API at (http:\/\/[^\s/]+)\/graphql/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', check);
-        resolveUrl(m[1]!);
-      }
-    };
-    child.stdout!.on('data', check);
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited (${code ?? signal}) before start-up:\n${output}`));
-    });
-  });
-  return { url, child, output: () => output, exited };
+export function spawnServer(env: Record<string, string>): Promise<SpawnedServer> {
+  return spawnServerProcess({ PORT: '0', HOST: '127.0.0.1', AUTH_MODE: 'none', ...env });
 }
 
 /** JSON log lines of a child's output (other lines skipped). */

@@ -18,6 +18,9 @@ import { loadConfig } from '../../src/config.js';
 import { createEmulator, type Emulator, type RequestInfo } from '../../src/emulator/index.js';
 import type { LiveOptions } from '../../src/live/index.js';
 import { trainingJsonl, uploadTraining } from '../helpers/emulator.js';
+import { type Collected, sseEvents } from '../helpers/subscriptions.js';
+
+export { type Collected, collectWs } from '../helpers/subscriptions.js';
 
 export const KEY = 'sk-test-live';
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -144,42 +147,6 @@ export function wsClient(gw: Gateway): Client {
   return createClient({ url: gw.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
 }
 
-export interface Collected<T> {
-  items: T[];
-  errors: unknown[];
-  /** Resolves when the stream completes (or errors). */
-  done: Promise<void>;
-  completed: boolean;
-  /** Ends the subscription from the client side. */
-  stop(): void;
-}
-
-/** Subscribes over graphql-ws and collects the `field` of each payload. */
-export function collectWs<T = any>(client: Client, query: string, variables: Record<string, unknown>, field: string): Collected<T> {
-  const out: Collected<T> = { items: [], errors: [], completed: false, done: Promise.resolve(), stop: () => {} };
-  out.done = new Promise<void>((resolve) => {
-    out.stop = client.subscribe<Record<string, T>>(
-      { query, variables },
-      {
-        next: (r) => {
-          if (r.errors?.length) out.errors.push(...r.errors);
-          const v = r.data?.[field];
-          if (v !== undefined && v !== null) out.items.push(v);
-        },
-        error: (e) => {
-          out.errors.push(e);
-          resolve();
-        },
-        complete: () => {
-          out.completed = true;
-          resolve();
-        },
-      },
-    );
-  });
-  return out;
-}
-
 /** Subscribes over GraphQL over SSE (yoga's distinct-connections mode: POST with Accept: text/event-stream). */
 export function collectSse<T = any>(gw: Gateway, query: string, variables: Record<string, unknown>, field: string): Collected<T> & { controller: AbortController } {
   const controller = new AbortController();
@@ -200,30 +167,16 @@ export function collectSse<T = any>(gw: Gateway, query: string, variables: Recor
         signal: controller.signal,
       });
       if (!res.ok || !res.body) throw new Error(`SSE request failed: ${res.status}`);
-      const decoder = new TextDecoder();
-      let buffer = '';
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let cut: number;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) event = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-          }
-          if (event === 'complete') {
-            out.completed = true;
-            return;
-          }
-          if (event === 'next' && data.length) {
-            const r = JSON.parse(data.join('\n')) as ExecutionResult<Record<string, T>>;
-            if (r.errors?.length) out.errors.push(...r.errors);
-            const v = r.data?.[field];
-            if (v !== undefined && v !== null) out.items.push(v);
-          }
+      for await (const { event, data } of sseEvents(res.body)) {
+        if (event === 'complete') {
+          out.completed = true;
+          return;
+        }
+        if (event === 'next' && data !== undefined) {
+          const r = JSON.parse(data) as ExecutionResult<Record<string, T>>;
+          if (r.errors?.length) out.errors.push(...r.errors);
+          const v = r.data?.[field];
+          if (v !== undefined && v !== null) out.items.push(v);
         }
       }
     } catch (err) {

@@ -6,6 +6,7 @@ import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
 import type OpenAI from 'openai';
 import WebSocket from 'ws';
 import type { RunningEmulator } from '../helpers/emulator.js';
+import { sseEvents } from '../helpers/subscriptions.js';
 
 export const wsUrlOf = (httpUrl: string) => `${httpUrl.replace(/^http/, 'ws')}/graphql`;
 
@@ -106,28 +107,14 @@ export async function sse(
       }
       return out;
     }
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let cut: number;
-      while ((cut = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        let event = 'message';
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('event:')) event = line.slice(6).trim();
-          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-        }
-        if (event === 'complete') {
-          out.completed = true;
-          return out;
-        }
-        if (event === 'next' && data.length) {
-          out.events.push(JSON.parse(data.join('\n')));
-          if (out.events.length >= (opts.max ?? Infinity)) return out;
-        }
+    for await (const { event, data } of sseEvents(res.body)) {
+      if (event === 'complete') {
+        out.completed = true;
+        return out;
+      }
+      if (event === 'next' && data !== undefined) {
+        out.events.push(JSON.parse(data));
+        if (out.events.length >= (opts.max ?? Infinity)) return out;
       }
     }
   } catch (err) {
