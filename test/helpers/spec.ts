@@ -1,5 +1,6 @@
 /**
- * Response-body validation against OpenAI's published spec (../shared/spec/openai-fine-tuning.openapi.yaml).
+ * Response-body validation against OpenAI's published spec (../shared/spec/openai-fine-tuning.openapi.yaml; see
+ * findSpec for where else it is looked for).
  *
  * The spec mixes OpenAPI 3.1 and 3.0 idioms, so its schemas are normalised for JSON Schema 2020-12:
  * `nullable: true` becomes a union with null, boolean `exclusiveMinimum` becomes the numeric form,
@@ -8,8 +9,9 @@
  *   - FineTuningJob.status also allows `paused` (OpenAI returns it; its enum omits it);
  *   - ListFilesResponse.first_id/last_id may be null, for an empty list (as in the checkpoints list).
  */
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -27,8 +29,29 @@ export type SchemaName =
   | 'DeleteFileResponse'
   | 'Error';
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const SPEC_PATH = resolve(here, '../../../shared/spec/openai-fine-tuning.openapi.yaml');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const SPEC_FILE = 'shared/spec/openai-fine-tuning.openapi.yaml';
+
+/**
+ * Where the spec is: OPENAI_SPEC_PATH if set; else `shared/` beside this checkout; else beside the checkout this
+ * one was cloned from (a fresh `git clone . /tmp/fresh` has no `shared/` next to it, but its origin does).
+ */
+function findSpec(): string {
+  if (process.env.OPENAI_SPEC_PATH) return resolve(process.env.OPENAI_SPEC_PATH);
+  const candidates = [resolve(ROOT, '..', SPEC_FILE)];
+  try {
+    const origin = execFileSync('git', ['config', '--get', 'remote.origin.url'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const local = origin.startsWith('file://') ? fileURLToPath(origin) : origin;
+    if (isAbsolute(local)) candidates.push(resolve(local, '..', SPEC_FILE));
+  } catch {
+    /* not a clone */
+  }
+  const found = candidates.find((c) => existsSync(c));
+  if (!found) throw new Error(`OpenAI's spec not found (looked at ${candidates.join(', ')}); set OPENAI_SPEC_PATH`);
+  return found;
+}
+
+export const SPEC_PATH = findSpec();
 
 /** OpenAI's error envelope (the published subset has no schema for it). */
 const ERROR_SCHEMA = {
