@@ -1,10 +1,8 @@
 import { classifyUpstreamError, LiveFailure } from './errors.js';
+import { backoffDelay, nextTick } from './schedule.js';
 import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveUpstream } from './types.js';
 
 export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'cancelled']);
-/** Statuses polled `slowFactor` times less often: nothing moves quickly in them. */
-const SLOW_STATUSES: ReadonlySet<string> = new Set(['validating_files', 'queued', 'paused']);
-
 export function isTerminal(status: string | undefined): boolean {
   return status !== undefined && TERMINAL_STATUSES.has(status);
 }
@@ -208,37 +206,20 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     }
   }
 
-  /**
-   * Decides what follows a successful tick: the next poll, a last sweep, or the end. Fixed rate on a
-   * grid: the next tick is due one interval after this one was due (not after it ended, nor after a
-   * late timer fired), so a job costs exactly one poll per interval and a late tick does not push
-   * the following ones back. After a long stall the grid restarts from now (no burst of polls).
-   */
+  /** Schedules the next poll or the last sweep, or marks the end (see nextTick). */
   private afterTick(dueAt: number): void {
-    const next = (interval: number) => {
-      const now = Date.now();
-      const at = dueAt + interval;
-      return at < now - interval ? 0 : Math.max(0, at - now);
-    };
     const status = this.job?.status;
-    if (isTerminal(status)) {
-      if (this.sawActive && !this.finalSweepDone) {
-        // Events of the last moments may be written just after the status: look once more.
-        this.finalSweepDone = true;
-        this.schedule(next(this.opts.pollIntervalMs));
-      } else {
-        this.ending = true;
-      }
+    const next = nextTick(
+      { dueAt, status, terminal: isTerminal(status), sawActive: this.sawActive, finalSweepDone: this.finalSweepDone, phaseShifted: this.phaseShifted },
+      this.opts,
+    );
+    if (next.kind === 'end') {
+      this.ending = true;
       return;
     }
-    const slow = status !== undefined && SLOW_STATUSES.has(status);
-    let interval = slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs;
-    if (!this.phaseShifted) {
-      // The first tick ran at once (subscribers want the current state); spread the later ones.
-      this.phaseShifted = true;
-      interval += Math.random() * this.opts.pollIntervalMs;
-    }
-    this.schedule(next(interval));
+    if (next.kind === 'sweep') this.finalSweepDone = true;
+    else this.phaseShifted = true;
+    this.schedule(next.delayMs);
   }
 
   private onError(err: unknown): void {
@@ -250,10 +231,7 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
       return;
     }
     this.failures++;
-    const base = Math.min(this.opts.maxBackoffMs, this.opts.pollIntervalMs * 2 ** (this.failures - 1));
-    // "Equal jitter": half fixed, half random, so that many pollers do not retry in lockstep.
-    let delay = base / 2 + Math.random() * (base / 2);
-    if (kind.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(kind.retryAfterMs, this.opts.maxBackoffMs));
+    const delay = backoffDelay(this.failures, kind.retryAfterMs, this.opts);
     this.opts.logger?.warn(
       { poller: this.key, failures: this.failures, retryInMs: Math.round(delay), error: describe(err) },
       'live poll failed; backing off',

@@ -2,12 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { classifyUpstreamError } from '../errors.js';
 import { isTerminal, stableStringify } from '../poller.js';
+import { backoffDelay, nextTick } from '../schedule.js';
 import type { LiveEvent, LiveJob, LiveUpstream } from '../types.js';
 import type { JobKeys, Scripts } from './redis.js';
 import { type ClusterOptions, type ClusterState, parseState } from './types.js';
-
-/** Statuses polled `slowFactor` times less often (as in the single-process poller). */
-const SLOW_STATUSES: ReadonlySet<string> = new Set(['validating_files', 'queued', 'paused']);
 
 export type LeaderEnd =
   /** The job is terminal and `end` was published. */
@@ -354,29 +352,26 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     return true;
   }
 
+  /** Schedules the next poll or the last sweep, or marks the end (see nextTick). */
   private afterTick(dueAt: number): void {
-    const next = (interval: number) => {
-      const now = Date.now();
-      const at = dueAt + interval;
-      return at < now - interval ? 0 : Math.max(0, at - now);
-    };
-    if (isTerminal(this.status)) {
-      if (this.sawActive && !this.finalSweepDone) {
-        // Events of the last moments may be written just after the status: look once more.
-        this.finalSweepDone = true;
-        this.schedule(next(this.opts.pollIntervalMs));
-      } else {
-        this.ending = true;
-      }
+    const next = nextTick(
+      {
+        dueAt,
+        status: this.status,
+        terminal: isTerminal(this.status),
+        sawActive: this.sawActive,
+        finalSweepDone: this.finalSweepDone,
+        phaseShifted: this.phaseShifted,
+      },
+      this.opts,
+    );
+    if (next.kind === 'end') {
+      this.ending = true;
       return;
     }
-    const slow = this.status !== undefined && SLOW_STATUSES.has(this.status);
-    let interval = slow ? this.opts.pollIntervalMs * this.opts.slowFactor : this.opts.pollIntervalMs;
-    if (!this.phaseShifted) {
-      this.phaseShifted = true;
-      interval += Math.random() * this.opts.pollIntervalMs;
-    }
-    this.schedule(next(interval));
+    if (next.kind === 'sweep') this.finalSweepDone = true;
+    else this.phaseShifted = true;
+    this.schedule(next.delayMs);
   }
 
   private onError(err: unknown): void {
@@ -394,9 +389,7 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
       return;
     }
     this.failures++;
-    const base = Math.min(this.opts.maxBackoffMs, this.opts.pollIntervalMs * 2 ** (this.failures - 1));
-    let delay = base / 2 + Math.random() * (base / 2);
-    if (kind.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(kind.retryAfterMs, this.opts.maxBackoffMs));
+    const delay = backoffDelay(this.failures, kind.retryAfterMs, this.opts);
     this.opts.logger?.warn(
       { poller: this.name, failures: this.failures, retryInMs: Math.round(delay), error: describe(err) },
       'live poll failed; backing off',
