@@ -4,28 +4,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type DocumentNode, type ExecutionResult, getOperationAST, GraphQLError } from 'graphql/index.js';
 import { type Logger, requestIdOf } from '../log.js';
+import { NodeHeaders } from '../util/node-headers.js';
 import { bodyTooLarge, securityOf, type YogaServer } from './yoga.js';
-
-/** Headers of a node request with the part of the Fetch `Headers` API that plugins and contexts use. */
-class NodeRequestHeaders {
-  constructor(private readonly raw: IncomingMessage['headers']) {}
-  get(name: string): string | null {
-    const v = this.raw[name.toLowerCase()];
-    return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-  }
-  has(name: string): boolean {
-    return this.raw[name.toLowerCase()] !== undefined;
-  }
-  forEach(fn: (value: string, key: string) => void): void {
-    for (const key of Object.keys(this.raw)) fn(this.get(key)!, key);
-  }
-  *entries(): IterableIterator<[string, string]> {
-    for (const key of Object.keys(this.raw)) yield [key, this.get(key)!];
-  }
-  [Symbol.iterator]() {
-    return this.entries();
-  }
-}
 
 const MAX_JSON_BODY = 1024 * 1024;
 
@@ -129,7 +109,7 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
         // answered by yoga itself, so that both paths give the same status, headers and errors.
         if (!isPlainParams(params)) return delegate(req, res, raw);
         const operationName = typeof params.operationName === 'string' ? params.operationName : undefined;
-        const request = { method: 'POST', url: req.url, headers: new NodeRequestHeaders(req.headers) };
+        const request = { method: 'POST', url: req.url, headers: new NodeHeaders(req.headers) };
         const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped({
           request,
           params,

@@ -13,6 +13,7 @@ import { LRUCache } from 'lru-cache';
 import OpenAI, { toFile } from 'openai';
 import { Agent } from 'undici';
 import type { Logger } from '../log.js';
+import { NodeHeaders } from '../util/node-headers.js';
 import {
   ConflictError,
   mapUpstreamError,
@@ -142,40 +143,13 @@ function pooledFetch(agent: Agent): FetchLike {
   };
 }
 
-/** Read-only headers over undici's header object (lower-case names). */
-class BufferedHeaders {
-  constructor(private readonly raw: Record<string, string | string[] | undefined>) {}
-  get(name: string): string | null {
-    const v = this.raw[name.toLowerCase()];
-    return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-  }
-  has(name: string): boolean {
-    return this.raw[name.toLowerCase()] !== undefined;
-  }
-  forEach(fn: (value: string, key: string) => void): void {
-    for (const k of Object.keys(this.raw)) if (this.raw[k] !== undefined) fn(this.get(k)!, k);
-  }
-  *entries(): IterableIterator<[string, string]> {
-    for (const k of Object.keys(this.raw)) if (this.raw[k] !== undefined) yield [k, this.get(k)!];
-  }
-  *keys(): IterableIterator<string> {
-    for (const [k] of this.entries()) yield k;
-  }
-  *values(): IterableIterator<string> {
-    for (const [, v] of this.entries()) yield v;
-  }
-  [Symbol.iterator]() {
-    return this.entries();
-  }
-}
-
 /**
  * The part of the Fetch `Response` the SDK reads (status, headers, json/text/arrayBuffer, body), over a fully
  * buffered body. Creating a WHATWG Response (and its ReadableStream) per upstream call is a measurable cost.
  */
 class BufferedResponse {
   readonly ok: boolean;
-  readonly headers: BufferedHeaders;
+  readonly headers: NodeHeaders;
   readonly statusText = '';
   readonly redirected = false;
   readonly type = 'basic';
@@ -187,7 +161,7 @@ class BufferedResponse {
     readonly url: string,
   ) {
     this.ok = status >= 200 && status < 300;
-    this.headers = new BufferedHeaders(rawHeaders);
+    this.headers = new NodeHeaders(rawHeaders);
   }
   get body(): ReadableStream<Uint8Array> | null {
     if (!this.bytes) return null;
