@@ -15,7 +15,7 @@ import { loadConfig } from '../../src/config.js';
 import { liveOptionsFromEnv } from '../../src/live/index.js';
 import type { EmulatorOptions, RequestInfo } from '../../src/emulator/index.js';
 import { registerEnvSecrets } from '../security/leak-state.js';
-import { type RunningEmulator, startEmulator, trainingJsonl, uploadTraining } from '../helpers/emulator.js';
+import { createTrainingJob, restEventsOf, type RunningEmulator, startEmulator, waitUntil as sharedWaitUntil } from '../helpers/emulator.js';
 import { ROOT, spawnServerProcess } from '../helpers/processes.js';
 import { collectWs } from '../helpers/subscriptions.js';
 
@@ -95,20 +95,9 @@ export function pollsOf(up: Upstream, jobId: string, since = 0, until = Infinity
   };
 }
 
-/** A job on the upstream (created with the SDK, not through an instance). */
-export async function createJob(up: Upstream, nEpochs = 3, examples = 20): Promise<string> {
-  const client = up.client(KEY);
-  const file = await uploadTraining(client, trainingJsonl(examples));
-  const job = await client.fineTuning.jobs.create({ model: 'gpt-4o-mini-2024-07-18', training_file: file, hyperparameters: { n_epochs: nEpochs } });
-  return job.id;
-}
+export const createJob = (up: Upstream, nEpochs = 3, examples = 20) => createTrainingJob(up.client(KEY), nEpochs, examples);
 
-/** Every event of the job from the REST API, oldest first. */
-export async function restEvents(up: Upstream, jobId: string) {
-  const all = [];
-  for await (const e of up.client(KEY).fineTuning.jobs.listEvents(jobId, { limit: 100 })) all.push(e);
-  return all.reverse();
-}
+export const restEvents = (up: Upstream, jobId: string) => restEventsOf(up.client(KEY), jobId);
 
 // ---- instances -----------------------------------------------------------------------------------------------------
 
@@ -236,12 +225,5 @@ export function sum(series: Map<string, number>, name: string, ...labels: string
   return total;
 }
 
-export async function waitUntil<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 20_000, stepMs = 20): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(stepMs);
-  }
-}
+export const waitUntil = <T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 20_000, stepMs = 20) =>
+  sharedWaitUntil(fn, timeoutMs, stepMs);

@@ -126,6 +126,31 @@ export async function spawnEmulator(opts: { dbPath: string; stepMs: number; port
   };
 }
 
+/** Poll `fn` every `stepMs` until it returns a truthy value; throw after `timeoutMs`, or at once if `fn` throws. */
+export async function waitUntil<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs: number, stepMs: number): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+/** Every event of a job from the REST API (the SDK walking all pages), oldest first. */
+export async function restEventsOf(client: OpenAI, jobId: string) {
+  const all = [];
+  for await (const e of client.fineTuning.jobs.listEvents(jobId, { limit: 100 })) all.push(e);
+  return all.reverse();
+}
+
+/** Uploads `examples` chat examples and creates a job on them with `nEpochs` epochs; its id. */
+export async function createTrainingJob(client: OpenAI, nEpochs: number, examples: number): Promise<string> {
+  const file = await uploadTraining(client, trainingJsonl(examples));
+  const job = await client.fineTuning.jobs.create({ model: 'gpt-4o-mini-2024-07-18', training_file: file, hyperparameters: { n_epochs: nEpochs } });
+  return job.id;
+}
+
 /** Poll `fn` until it returns a truthy value (or throw after `timeoutMs`). */
 export async function waitFor<T>(fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 20_000, intervalMs = 10): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -17,7 +17,7 @@ import { startServer, type RunningServer } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createEmulator, type Emulator, type RequestInfo } from '../../src/emulator/index.js';
 import type { LiveOptions } from '../../src/live/index.js';
-import { trainingJsonl, uploadTraining } from '../helpers/emulator.js';
+import { createTrainingJob, restEventsOf, waitUntil as sharedWaitUntil } from '../helpers/emulator.js';
 import { type Collected, sseEvents } from '../helpers/subscriptions.js';
 
 export { type Collected, collectWs } from '../helpers/subscriptions.js';
@@ -187,33 +187,12 @@ export function collectSse<T = any>(gw: Gateway, query: string, variables: Recor
 }
 
 /** Uploads a training file and creates a job on the upstream directly (the SDK, not our API). */
-export async function createJob(up: Upstream, nEpochs = 2, examples = 20): Promise<string> {
-  const client = up.client();
-  const file = await uploadTraining(client, trainingJsonl(examples));
-  const job = await client.fineTuning.jobs.create({
-    model: 'gpt-4o-mini-2024-07-18',
-    training_file: file,
-    hyperparameters: { n_epochs: nEpochs },
-  });
-  return job.id;
-}
+export const createJob = (up: Upstream, nEpochs = 2, examples = 20) => createTrainingJob(up.client(), nEpochs, examples);
 
-/** Every event of the job from the REST API (the SDK walking all pages), oldest first. */
-export async function restEvents(up: Upstream, jobId: string) {
-  const all = [];
-  for await (const e of up.client().fineTuning.jobs.listEvents(jobId, { limit: 100 })) all.push(e);
-  return all.reverse();
-}
+export const restEvents = (up: Upstream, jobId: string) => restEventsOf(up.client(), jobId);
 
-export async function waitUntil<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 20_000, stepMs = 10): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(stepMs);
-  }
-}
+export const waitUntil = <T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 20_000, stepMs = 10) =>
+  sharedWaitUntil(fn, timeoutMs, stepMs);
 
 export const EVENTS_SUB = /* GraphQL */ `
   subscription Events($jobId: ID!, $after: ID) {
