@@ -101,7 +101,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const logger = createLogger(config.logLevel, opts.logStream);
   const embedded = config.backend.kind === 'embedded' ? await startEmbedded(config) : undefined;
   const metrics = config.metrics ? createMetrics() : undefined;
-  const liveOptions: Partial<LiveOptions> = { ...liveOptionsFromEnv(), ...opts.live, logger, observer: metrics?.live };
+  const liveOptions: Partial<LiveOptions> = {
+    maxWatchedJobsPerCredential: config.limits.maxWatchedJobsPerCredential,
+    maxReplayEvents: config.limits.maxReplayEvents,
+    maxConcurrentReplays: config.limits.maxConcurrentReplays,
+    ...liveOptionsFromEnv(),
+    ...opts.live,
+    logger,
+    observer: metrics?.live,
+  };
   // Cluster mode: Redis connects in the background; /ready reports it until it answers.
   const cluster = config.redis ? createCluster<RawJob, RawEvent, RawJob>(config.redis, liveOptions, logger, metrics?.live) : undefined;
 

@@ -24,7 +24,16 @@ export type AuthMode = 'tokens' | 'passthrough' | 'none';
 export type AuthConfig =
   | { mode: 'none' }
   | { mode: 'passthrough' }
-  | { mode: 'tokens'; tokens: { name: string; hash: Buffer; scopes: ReadonlySet<Scope> }[] };
+  | { mode: 'tokens'; tokens: GatewayToken[] };
+
+/** One entry of GATEWAY_TOKENS: kept as a sha256 hash, never in clear. */
+export interface GatewayToken {
+  name: string;
+  hash: Buffer;
+  scopes: ReadonlySet<Scope>;
+  /** This token's own request rate per minute (overrides RATE_LIMIT_PER_MINUTE; 0: unlimited). */
+  ratePerMinute?: number;
+}
 
 /** Query limits (GraphQL Armor) and request size limits. */
 export interface Limits {
@@ -42,6 +51,35 @@ export interface Limits {
   maxBodyBytes: number;
   /** One uploaded file, in bytes (a multipart request may be this plus 1 MiB). */
   maxUploadBytes: number;
+  /**
+   * GraphQL requests (HTTP requests to /graphql and websocket subscribe frames) per credential per minute
+   * (RATE_LIMIT_PER_MINUTE; a GATEWAY_TOKENS entry may set its own `ratePerMinute`). 0 turns the limit off.
+   */
+  rateLimitPerMinute: number;
+  /** Operations open at once on one websocket (MAX_SUBSCRIPTIONS_PER_SOCKET). */
+  maxSubscriptionsPerSocket: number;
+  /** Distinct jobs one credential may watch at once (MAX_WATCHED_JOBS_PER_CREDENTIAL); each is one poller. */
+  maxWatchedJobsPerCredential: number;
+  /** Longest replay of a subscription's `after` (MAX_REPLAY_EVENTS): an `after` further back is refused. */
+  maxReplayEvents: number;
+  /** Replays (subscriptions with `after`) one credential may have running at once (MAX_CONCURRENT_REPLAYS). */
+  maxConcurrentReplays: number;
+  /** Ids in one `nodes(ids:)` (GRAPHQL_MAX_NODES). */
+  maxNodes: number;
+  /** Upstream calls one GraphQL request may make, estimated before it runs and counted while it runs (GRAPHQL_MAX_UPSTREAM_CALLS). */
+  maxUpstreamCalls: number;
+  /** Nesting depth of a JSON-scalar input value (GRAPHQL_MAX_JSON_DEPTH). */
+  maxJsonDepth: number;
+  /** Serialised size of a JSON-scalar input value, in bytes (GRAPHQL_MAX_JSON_BYTES). */
+  maxJsonBytes: number;
+  /** Uploads (multipart requests) processed at once; further ones wait, their bodies unread (MAX_CONCURRENT_UPLOADS). */
+  maxConcurrentUploads: number;
+  /** Bytes queued for one streaming client (websocket or SSE) before it is cut as a slow consumer (STREAM_MAX_BUFFER_BYTES). */
+  maxStreamBufferBytes: number;
+  /** Time to receive a whole request, body included (REQUEST_TIMEOUT_MS); slow clients are cut (408). */
+  requestTimeoutMs: number;
+  /** Time to receive a request's headers (HEADERS_TIMEOUT_MS). */
+  headersTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -52,6 +90,19 @@ export const DEFAULT_LIMITS: Limits = {
   maxDirectives: 20,
   maxBodyBytes: 1024 * 1024,
   maxUploadBytes: 64 * 1024 * 1024,
+  rateLimitPerMinute: 3000,
+  maxSubscriptionsPerSocket: 100,
+  maxWatchedJobsPerCredential: 50,
+  maxReplayEvents: 10_000,
+  maxConcurrentReplays: 4,
+  maxNodes: 100,
+  maxUpstreamCalls: 100,
+  maxJsonDepth: 16,
+  maxJsonBytes: 64 * 1024,
+  maxConcurrentUploads: 2,
+  maxStreamBufferBytes: 4 * 1024 * 1024,
+  requestTimeoutMs: 120_000,
+  headersTimeoutMs: 10_000,
 };
 
 export interface Config {
@@ -108,6 +159,41 @@ export interface Config {
   redis?: RedisConfig;
   /** GET /metrics for Prometheus (METRICS, default 1). */
   metrics: boolean;
+  /** /ready answers from its last upstream check for this long (READY_CACHE_MS, default 2 s): it is no amplifier. */
+  readyCacheMs: number;
+  /** Who may call the embedded local service's /v1 from outside (see loadEmbeddedV1). */
+  embeddedV1: EmbeddedV1Access;
+}
+
+/**
+ * The embedded local service's `/v1` routes, as seen from outside the process (the gateway itself calls the
+ * service in-process and never needs them):
+ * - `open`: any local client, with any key (AUTH_MODE=none on a loopback address: the gateway has no
+ *   authentication that /v1 could bypass);
+ * - `keys`: only requests whose bearer key is one of EMBEDDED_V1_KEYS (explicitly exposed);
+ * - `closed`: 404 for everything (AUTH_MODE tokens or passthrough without EMBEDDED_V1_KEYS), so that nobody gets
+ *   past the gateway's authentication through /v1.
+ */
+export type EmbeddedV1Access = { mode: 'open' } | { mode: 'keys'; keys: string[] } | { mode: 'closed' };
+
+/** EMBEDDED_V1_KEYS (comma-separated) and the auth mode decide /v1's access; see EmbeddedV1Access. */
+export function loadEmbeddedV1(env: NodeJS.ProcessEnv, backend: BackendKind, host: string): EmbeddedV1Access {
+  const raw = env.EMBEDDED_V1_KEYS?.trim();
+  const keys = raw ? raw.split(',').map((k) => k.trim()).filter(Boolean) : [];
+  for (const k of keys) {
+    if (k.length < 16 || k.length > 512 || !/^[\x21-\x7e]+$/.test(k)) {
+      throw new Error('EMBEDDED_V1_KEYS: each key must be 16–512 printable characters without spaces (comma-separated)');
+    }
+  }
+  if (backend !== 'embedded') return { mode: 'closed' };
+  if (keys.length > 0) return { mode: 'keys', keys };
+  const authMode = env.AUTH_MODE?.trim().toLowerCase() || (env.GATEWAY_TOKENS?.trim() ? 'tokens' : 'none');
+  if (authMode === 'none') {
+    // loadAuth refuses AUTH_MODE=none on other addresses; this is the same rule for /v1, said again where it matters.
+    if (!isLoopbackHost(host)) throw new Error(`The embedded local service's /v1 would be open on HOST=${host}: set EMBEDDED_V1_KEYS, or bind to 127.0.0.1.`);
+    return { mode: 'open' };
+  }
+  return { mode: 'closed' };
 }
 
 export interface RedisConfig {
@@ -165,7 +251,7 @@ export function isLoopbackHost(host: string): boolean {
 const MIN_TOKEN_LENGTH = 16;
 
 /** GATEWAY_TOKENS: a JSON array of {"token": "…", "scopes": ["read", "write"], "name"?: "…"}. */
-export function parseGatewayTokens(raw: string | undefined): Extract<AuthConfig, { mode: 'tokens' }>['tokens'] {
+export function parseGatewayTokens(raw: string | undefined): GatewayToken[] {
   const fail = (why: string): never => {
     throw new Error(
       `GATEWAY_TOKENS ${why}. Expected a JSON array such as [{"token":"<at least ${MIN_TOKEN_LENGTH} characters>","scopes":["read","write"],"name":"ci"}].`,
@@ -183,7 +269,7 @@ export function parseGatewayTokens(raw: string | undefined): Extract<AuthConfig,
   const names = new Set<string>();
   return (parsed as unknown[]).map((entry, i) => {
     if (!entry || typeof entry !== 'object' || Array.isArray(entry)) fail(`[${i}] is not an object`);
-    const { token, scopes, name, ...rest } = entry as Record<string, unknown>;
+    const { token, scopes, name, ratePerMinute, ...rest } = entry as Record<string, unknown>;
     const extra = Object.keys(rest);
     if (extra.length) fail(`[${i}] has unknown key(s) ${extra.map((k) => JSON.stringify(k)).join(', ')}`);
     if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || token.length > 512 || !/^[\x21-\x7e]+$/.test(token)) {
@@ -198,7 +284,15 @@ export function parseGatewayTokens(raw: string | undefined): Extract<AuthConfig,
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(label)) fail(`[${i}].name must be 1–64 characters of A-Z a-z 0-9 _ . -`);
     if (names.has(label)) fail(`[${i}].name ${JSON.stringify(label)} is used twice`);
     names.add(label);
-    return { name: label, hash: hashToken(token as string), scopes: new Set(scopes as Scope[]) };
+    if (ratePerMinute !== undefined && (typeof ratePerMinute !== 'number' || !Number.isInteger(ratePerMinute) || ratePerMinute < 0)) {
+      fail(`[${i}].ratePerMinute must be a non-negative integer (0: unlimited)`);
+    }
+    return {
+      name: label,
+      hash: hashToken(token as string),
+      scopes: new Set(scopes as Scope[]),
+      ...(ratePerMinute !== undefined ? { ratePerMinute: ratePerMinute as number } : {}),
+    };
   });
 }
 
@@ -326,7 +420,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxDirectives: int(env.GRAPHQL_MAX_DIRECTIVES, DEFAULT_LIMITS.maxDirectives, 'GRAPHQL_MAX_DIRECTIVES'),
       maxBodyBytes: positive(env.MAX_BODY_BYTES, DEFAULT_LIMITS.maxBodyBytes, 'MAX_BODY_BYTES'),
       maxUploadBytes: positive(env.MAX_UPLOAD_BYTES, DEFAULT_LIMITS.maxUploadBytes, 'MAX_UPLOAD_BYTES'),
+      rateLimitPerMinute: int(env.RATE_LIMIT_PER_MINUTE, DEFAULT_LIMITS.rateLimitPerMinute, 'RATE_LIMIT_PER_MINUTE'),
+      maxSubscriptionsPerSocket: positive(env.MAX_SUBSCRIPTIONS_PER_SOCKET, DEFAULT_LIMITS.maxSubscriptionsPerSocket, 'MAX_SUBSCRIPTIONS_PER_SOCKET'),
+      maxWatchedJobsPerCredential: positive(env.MAX_WATCHED_JOBS_PER_CREDENTIAL, DEFAULT_LIMITS.maxWatchedJobsPerCredential, 'MAX_WATCHED_JOBS_PER_CREDENTIAL'),
+      maxReplayEvents: positive(env.MAX_REPLAY_EVENTS, DEFAULT_LIMITS.maxReplayEvents, 'MAX_REPLAY_EVENTS'),
+      maxConcurrentReplays: positive(env.MAX_CONCURRENT_REPLAYS, DEFAULT_LIMITS.maxConcurrentReplays, 'MAX_CONCURRENT_REPLAYS'),
+      maxNodes: positive(env.GRAPHQL_MAX_NODES, DEFAULT_LIMITS.maxNodes, 'GRAPHQL_MAX_NODES'),
+      maxUpstreamCalls: positive(env.GRAPHQL_MAX_UPSTREAM_CALLS, DEFAULT_LIMITS.maxUpstreamCalls, 'GRAPHQL_MAX_UPSTREAM_CALLS'),
+      maxJsonDepth: positive(env.GRAPHQL_MAX_JSON_DEPTH, DEFAULT_LIMITS.maxJsonDepth, 'GRAPHQL_MAX_JSON_DEPTH'),
+      maxJsonBytes: positive(env.GRAPHQL_MAX_JSON_BYTES, DEFAULT_LIMITS.maxJsonBytes, 'GRAPHQL_MAX_JSON_BYTES'),
+      maxConcurrentUploads: positive(env.MAX_CONCURRENT_UPLOADS, DEFAULT_LIMITS.maxConcurrentUploads, 'MAX_CONCURRENT_UPLOADS'),
+      maxStreamBufferBytes: positive(env.STREAM_MAX_BUFFER_BYTES, DEFAULT_LIMITS.maxStreamBufferBytes, 'STREAM_MAX_BUFFER_BYTES'),
+      requestTimeoutMs: positive(env.REQUEST_TIMEOUT_MS, DEFAULT_LIMITS.requestTimeoutMs, 'REQUEST_TIMEOUT_MS'),
+      headersTimeoutMs: positive(env.HEADERS_TIMEOUT_MS, DEFAULT_LIMITS.headersTimeoutMs, 'HEADERS_TIMEOUT_MS'),
     },
+    readyCacheMs: int(env.READY_CACHE_MS, 2_000, 'READY_CACHE_MS'),
+    embeddedV1: loadEmbeddedV1(env, backend.kind, host),
   };
 }
 

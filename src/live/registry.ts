@@ -39,6 +39,9 @@ export const DEFAULT_LIVE_OPTIONS: LiveOptions = {
   maxBackoffMs: 30_000,
   eventsPageSize: 100,
   maxBacklog: 10_000,
+  maxWatchedJobsPerCredential: 50,
+  maxReplayEvents: 10_000,
+  maxConcurrentReplays: 4,
 };
 
 /** Reads POLL_INTERVAL_MS and POLL_MAX_BACKOFF_MS (positive integers) over the defaults. */

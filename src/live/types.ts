@@ -54,6 +54,7 @@ export type LiveErrorCode =
   | 'FORBIDDEN'
   | 'BAD_USER_INPUT'
   | 'SLOW_CONSUMER'
+  | 'LIMIT_EXCEEDED'
   | 'SHUTTING_DOWN'
   | 'UPSTREAM_UNAVAILABLE';
 
@@ -74,6 +75,12 @@ export interface LiveOptions {
   eventsPageSize: number;
   /** A subscriber that falls this many events behind is ended with SLOW_CONSUMER. Default 10000. */
   maxBacklog: number;
+  /** Distinct jobs one credential may watch at once (MAX_WATCHED_JOBS_PER_CREDENTIAL); beyond, LIMIT_EXCEEDED. Default 50. */
+  maxWatchedJobsPerCredential: number;
+  /** Longest replay for an `after` (MAX_REPLAY_EVENTS): an `after` further back is refused. Default 10000. */
+  maxReplayEvents: number;
+  /** Replays one credential may have running at once (MAX_CONCURRENT_REPLAYS); beyond, LIMIT_EXCEEDED. Default 4. */
+  maxConcurrentReplays: number;
   logger?: LiveLogger;
   /** Metrics hooks (src/http/metrics.ts): how late each poll started against the time it was due. */
   observer?: { pollLag?(ms: number): void };
