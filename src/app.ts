@@ -1,8 +1,10 @@
 /**
  * Wiring: one node:http server with
- *   /v1/*     the embedded local fine-tuning service (only when no upstream is configured)
+ *   /v1/*     the embedded local fine-tuning service (only when no upstream is configured; open only with AUTH_MODE=none on
+ *             loopback, else 404 unless EMBEDDED_V1_KEYS lists the caller's key: see embeddedV1Refusal)
  *   /health   liveness
- *   /ready    readiness: the upstream answers, and Redis in cluster mode (503 while shutting down or if one fails)
+ *   /ready    readiness: the upstream answers, and Redis in cluster mode (503 while shutting down or if one fails),
+ *             from one check per READY_CACHE_MS however many ask
  *   /metrics  Prometheus metrics (src/http/metrics.ts; METRICS=0 turns it off)
  *   /graphql  the GraphQL API (graphql-yoga; GraphiQL on a browser GET)
  *
@@ -13,17 +15,19 @@
  * live pollers (which ends SSE streams), let in-flight requests finish (until SHUTDOWN_TIMEOUT_MS, then cut
  * them), close the upstream pool and the local database. Each phase is logged.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { type DocumentNode, getOperationAST, type GraphQLError } from 'graphql/index.js';
 import type { Plugin } from 'graphql-yoga';
-import { type Config, describeBackend } from './config.js';
+import { type Config, describeBackend, type EmbeddedV1Access } from './config.js';
 import { startEmbedded } from './http/embedded.js';
 import { createJsonFastPath } from './http/fast-path.js';
 import { createMetrics, type Metrics, readiness, runCheck } from './http/metrics.js';
 import { createBrowserGuard } from './http/browser-guard.js';
+import { createRequestRateLimiter, useRateLimit } from './http/plugins/use-rate-limit.js';
 import { attachGraphQLWebSocket } from './http/websocket.js';
 import { createYogaServer } from './http/yoga.js';
 import { JobWatchRegistry, liveOptionsFromEnv, type LiveJobs, type LiveOptions } from './live/index.js';
@@ -97,6 +101,55 @@ function json(res: ServerResponse, status: number, body: unknown) {
   res.end(text);
 }
 
+/** An OpenAI-style error envelope (what an OpenAI client expects from /v1). */
+function openAiError(res: ServerResponse, e: { status: number; message: string; code: string }) {
+  json(res, e.status, { error: { message: e.message, type: 'invalid_request_error', param: null, code: e.code } });
+}
+
+const NO_V1 = { status: 404, code: 'not_found', message: 'Not found: this server does not expose a local fine-tuning service at /v1.' };
+
+/**
+ * Why a request to the embedded /v1 is refused, if it is (see EmbeddedV1Access in src/config.ts): with AUTH_MODE
+ * tokens or passthrough /v1 is not exposed unless EMBEDDED_V1_KEYS lists the caller's key, so that the gateway's
+ * authentication has no side door.
+ */
+function embeddedV1Refusal(access: EmbeddedV1Access, authorization: string | undefined) {
+  if (access.mode === 'open') return undefined;
+  if (access.mode === 'closed') {
+    return {
+      status: 404,
+      code: 'not_found',
+      message: 'Not found: the embedded local fine-tuning service is not exposed at /v1 while the gateway requires authentication (set EMBEDDED_V1_KEYS to expose it with its own keys).',
+    };
+  }
+  const key = /^Bearer (\S+)$/i.exec(authorization ?? '')?.[1];
+  if (key !== undefined && access.keys.some((k) => safeEqual(k, key))) return undefined;
+  return { status: 401, code: 'invalid_api_key', message: 'Incorrect API key provided: /v1 accepts only the keys listed in EMBEDDED_V1_KEYS.' };
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+/** A readiness answer shared by every caller for `ttlMs` (and while it is being computed). */
+function cachedReadiness<T>(check: () => Promise<T>, ttlMs: number): () => Promise<T> {
+  let last: { at: number; result: Promise<T> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (!last || now - last.at >= ttlMs) {
+      const result = check();
+      last = { at: now, result };
+      // Computed from the answer's end, so a slow check is not repeated back to back.
+      void result.finally(() => {
+        if (last?.result === result) last.at = Date.now();
+      });
+    }
+    return last.result;
+  };
+}
+
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = createLogger(config.logLevel, opts.logStream);
   const embedded = config.backend.kind === 'embedded' ? await startEmbedded(config) : undefined;
@@ -137,7 +190,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   metrics?.setLive(cluster ? cluster.live : live);
   const yoga = createYogaServer(config, upstream, logger, {
     ...opts,
-    plugins: [operationNamePlugin, ...(metrics ? [metrics.plugin] : []), ...(opts.plugins ?? [])],
+    plugins: [
+      operationNamePlugin,
+      ...(metrics ? [metrics.plugin] : []),
+      useRateLimit(createRequestRateLimiter({ redis: cluster?.redis, keyPrefix: config.redis?.keyPrefix }), config.limits.rateLimitPerMinute),
+      ...(opts.plugins ?? []),
+    ],
     extendContext: (ctx) => {
       ctx.live = live;
       opts.extendContext?.(ctx);
@@ -154,21 +212,30 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const inflight = new Set<ServerResponse>();
   let drained: (() => void) | undefined;
 
+  // /ready answers from one upstream check per READY_CACHE_MS, however many ask (it needs no authentication, so it
+  // must not turn each request into an upstream call made with the server's key).
+  const readinessCheck = cachedReadiness(
+    () =>
+      readiness(
+        {
+          upstream: () => runCheck(() => upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 }), 'UPSTREAM_UNAVAILABLE', config.upstream.timeoutMs),
+          ...(cluster ? { redis: () => runCheck(() => cluster.check(), 'REDIS_UNAVAILABLE', 2_000) } : {}),
+        },
+        cluster !== undefined,
+      ),
+    config.readyCacheMs,
+  );
   const ready = async (res: ServerResponse) => {
     if (draining) return json(res, 503, { status: 'shutting down' });
-    const { status, body } = await readiness(
-      {
-        upstream: () => runCheck(() => upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 }), 'UPSTREAM_UNAVAILABLE', config.upstream.timeoutMs),
-        ...(cluster ? { redis: () => runCheck(() => cluster.check(), 'REDIS_UNAVAILABLE', 2_000) } : {}),
-      },
-      cluster !== undefined,
-    );
+    const { status, body } = await readinessCheck();
     json(res, status, body);
   };
 
   const route = (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
-    if (v1 && (url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?'))) {
+    if (url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?')) {
+      const refused = v1 ? embeddedV1Refusal(config.embeddedV1, req.headers.authorization) : undefined;
+      if (!v1 || refused) return openAiError(res, refused ?? NO_V1);
       void v1(req, res);
       return;
     }
@@ -236,7 +303,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     route(req, res);
   };
 
-  const httpServer = createServer({ keepAliveTimeout: 65_000 }, handler);
+  // Slow clients (slowloris) are cut: headers within HEADERS_TIMEOUT_MS, the whole request within REQUEST_TIMEOUT_MS.
+  const httpServer = createServer(
+    {
+      keepAliveTimeout: 65_000,
+      headersTimeout: config.limits.headersTimeoutMs,
+      requestTimeout: config.limits.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.limits.headersTimeoutMs / 4))),
+    },
+    handler,
+  );
 
   // Websocket upgrades: an access line when the socket closes; tracked so a shutdown can cut stragglers.
   const upgraded = new Set<Duplex>();

@@ -34,6 +34,8 @@ export interface Principal {
   scopes: ReadonlySet<Scope>;
   /** For logs: `anonymous`, `token:<name>` or `key:<hash prefix>`; never the token or key itself. */
   id: string;
+  /** The token's own rate limit (GATEWAY_TOKENS `ratePerMinute`), when it has one. */
+  ratePerMinute?: number;
 }
 
 /** The outcome of authenticating one request or connection. */
@@ -102,7 +104,15 @@ export function createAuthenticator(auth: AuthConfig, serverKey: string): Authen
       if (timingSafeEqual(presented, t.hash) && !match) match = t;
     }
     if (!match) return { ok: false, reason: 'invalid', message: MESSAGES.invalid };
-    return { ok: true, principal: { credential: serverKey, scopes: match.scopes, id: `token:${match.name}` } };
+    return {
+      ok: true,
+      principal: {
+        credential: serverKey,
+        scopes: match.scopes,
+        id: `token:${match.name}`,
+        ...(match.ratePerMinute !== undefined ? { ratePerMinute: match.ratePerMinute } : {}),
+      },
+    };
   };
 
   return {

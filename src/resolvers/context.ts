@@ -28,6 +28,8 @@ export interface RequestAuth {
   principalId: string;
   /** Why authentication failed, for the UNAUTHENTICATED error. */
   failure?: string;
+  /** This caller's own GraphQL operations per minute (a GATEWAY_TOKENS entry's `ratePerMinute`), over the server's. */
+  ratePerMinute?: number;
 }
 
 export interface GraphQLContext extends Partial<ContextExtensions> {
@@ -57,7 +59,12 @@ export function createContext(upstream: Upstream, credential: string | AuthResul
     auth = { authenticated: true, scopes: ALL_SCOPES, principalId: 'anonymous' };
   } else if (credential.ok) {
     key = credential.principal.credential;
-    auth = { authenticated: true, scopes: credential.principal.scopes, principalId: credential.principal.id };
+    auth = {
+      authenticated: true,
+      scopes: credential.principal.scopes,
+      principalId: credential.principal.id,
+      ...(credential.principal.ratePerMinute !== undefined ? { ratePerMinute: credential.principal.ratePerMinute } : {}),
+    };
   } else {
     key = '';
     auth = { authenticated: false, scopes: NO_SCOPES, principalId: 'unauthenticated', failure: credential.message };
