@@ -635,7 +635,9 @@ export class UpstreamApi {
       CREATE_MAP,
       deadline,
     );
-    return page.data.find((j) => j.metadata?.[IDEMPOTENCY_TAG_KEY] === tag);
+    // A job older than the keys' lifetime belongs to an expired key: a repeat after it is a new create.
+    const since = Date.now() / 1000 - (this.opts.idempotencyTtlMs ?? 24 * 60 * 60 * 1000) / 1000;
+    return page.data.find((j) => j.metadata?.[IDEMPOTENCY_TAG_KEY] === tag && (j.created_at ?? 0) >= since);
   }
 
   async changeJob(action: 'cancel' | 'pause' | 'resume', id: string): Promise<RawJob> {

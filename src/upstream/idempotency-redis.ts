@@ -18,15 +18,40 @@ import type { Redis } from 'ioredis';
 import { UpstreamUnavailableError } from './errors.js';
 import type { ClaimRequest, ClaimResult, IdempotencyRecord, IdempotencyStore } from './idempotency.js';
 
-/** Redis unreachable: the create is refused before anything is sent upstream (a repeat with the same key is safe). */
+/** Longest wait for one Redis command of a create: a stalled Redis must not hold the client for the whole stall. */
+export const REDIS_COMMAND_TIMEOUT_MS = 2_000;
+
+/** `op`, or a rejection once REDIS_COMMAND_TIMEOUT_MS have passed. */
+function withTimeout<T>(op: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('redis command timed out')), REDIS_COMMAND_TIMEOUT_MS);
+    timer.unref();
+  });
+  return Promise.race([op(), timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Redis unreachable or stalled: the create is refused before anything is sent upstream (a repeat with the same key
+ * is safe). A claim that times out but still lands in Redis leaves a pending record whose lease runs out; the next
+ * holder then looks for the job before creating.
+ */
 async function guarded<T>(op: () => Promise<T>): Promise<T> {
   try {
-    return await op();
+    return await withTimeout(op);
   } catch {
     throw new UpstreamUnavailableError(
       'The idempotency-key store (Redis) is unreachable; nothing was created. Repeat the request with the same idempotencyKey in a moment.',
     );
   }
+}
+
+/**
+ * After the create: the job exists whatever Redis does now, so a failure or a stall here is not the client's
+ * error. The record stays pending until its lease ends; a repeat then finds the job by its tag.
+ */
+async function afterCreate(op: () => Promise<unknown>): Promise<void> {
+  await withTimeout(op).catch(() => undefined);
 }
 
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -102,11 +127,11 @@ export class RedisIdempotencyStore<T = unknown> implements IdempotencyStore<T> {
   }
 
   async complete(key: string, owner: string, result: T): Promise<void> {
-    await this.fns.complete(this.k(key), owner, JSON.stringify(result));
+    await afterCreate(() => this.fns.complete(this.k(key), owner, JSON.stringify(result)));
   }
 
   async release(key: string, owner: string, outcome: 'forget' | 'unknown'): Promise<void> {
-    await this.fns.release(this.k(key), owner, outcome);
+    await afterCreate(() => this.fns.release(this.k(key), owner, outcome));
   }
 
   /** The connection belongs to the cluster, which closes it. */

@@ -90,7 +90,13 @@ interface Entry<T> extends IdempotencyRecord<T> {
 
 /**
  * One process's keys, in a bounded LRU (default 50,000 keys; the oldest are dropped first beyond that) with
- * each record's TTL checked on read. Not shared between processes.
+ * each record's TTL checked on read. Not shared between processes, and gone with the process.
+ *
+ * Because it forgets (a restart, a crash, an evicted key), a key it does not know may still have been used: a
+ * process killed mid-create leaves a job upstream that this store never heard of. So a first claim here is
+ * `attempted: true`, and the holder looks for the job by its metadata tag before creating (one list call per new
+ * key), which makes a repeat after a crash find the first job even when the upstream ignores Idempotency-Key.
+ * The Redis store (idempotency-redis.ts) survives restarts and skips that lookup.
  */
 export class InMemoryIdempotencyStore<T = unknown> implements IdempotencyStore<T> {
   private readonly entries: LRUCache<string, Entry<T>>;
@@ -128,7 +134,8 @@ export class InMemoryIdempotencyStore<T = unknown> implements IdempotencyStore<T
         createdAt: now,
         expiresAt: now + req.ttlMs,
       });
-      return { claimed: true, attempted: false };
+      // Unknown here is not unknown everywhere: see the class comment.
+      return { claimed: true, attempted: true };
     }
     const takeover = e.fingerprint === req.fingerprint && (e.state === 'unknown' || (e.state === 'pending' && (e.leaseUntil ?? 0) <= now));
     if (!takeover) return { claimed: false, record: strip(e) };

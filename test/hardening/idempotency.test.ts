@@ -185,7 +185,8 @@ describe('InMemoryIdempotencyStore', () => {
     const store = new InMemoryIdempotencyStore<{ id: string }>({ now: () => now });
     const req = (owner: string, fingerprint = 'fp') => ({ fingerprint, owner, leaseMs: 100, ttlMs: 10_000 });
 
-    expect(await store.claim('k', req('a'))).toEqual({ claimed: true, attempted: false });
+    // A key this store does not know may have been used by a process before it (crash, restart): look first.
+    expect(await store.claim('k', req('a'))).toEqual({ claimed: true, attempted: true });
     expect(await store.claim('k', req('b'))).toMatchObject({ claimed: false, record: { state: 'pending', owner: 'a' } });
     now += 150; // a's lease ran out (a died mid-create): b takes over and must look before creating
     expect(await store.claim('k', req('b'))).toEqual({ claimed: true, attempted: true });
@@ -205,7 +206,7 @@ describe('InMemoryIdempotencyStore', () => {
 
     now += 10_000; // past the TTL of k
     expect(await store.get('k')).toBeUndefined();
-    expect(await store.claim('k', req('d', 'new'))).toEqual({ claimed: true, attempted: false });
+    expect(await store.claim('k', req('d', 'new'))).toEqual({ claimed: true, attempted: true });
     await store.close();
   });
 });
