@@ -7,6 +7,9 @@
  *   serve({ fetch: emulator.fetch });       // every route is under /v1
  *   emulator.setFaults({ errorRate: 0.2 }); // fault injection at run time (faults.ts); undefined turns it off
  *   await emulator.close();
+ *
+ * A database file is held by one service at a time (store.ts): createEmulator throws DatabaseInUseError when
+ * another one, in this process or another, has it open; close() (or the process's end) lets it go.
  */
 import { Hono } from 'hono';
 import { routePath } from 'hono/route';
@@ -22,6 +25,7 @@ import { Store } from './store.js';
 import * as training from './training/index.js';
 
 export type { EmulatorOptions, FaultOptions, RequestInfo } from './options.js';
+export { DatabaseInUseError } from './store.js';
 
 export interface Emulator {
   /** The Hono app; routes are under /v1/... */
@@ -30,7 +34,7 @@ export interface Emulator {
   fetch(req: Request, env?: unknown): Response | Promise<Response>;
   /** Start the scheduler and pick up every unfinished job from the database. */
   start(): void;
-  /** Stop every timer and close the database. */
+  /** Stop every timer and close the database (which lets another service open its file). */
   close(): Promise<void>;
   /** Resolved options (step time, database path, …). */
   readonly options: ResolvedOptions;

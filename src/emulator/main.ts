@@ -4,19 +4,31 @@
  *   EMULATOR_STEP_MS (default 200),
  *   EMULATOR_FAULTS (fault injection, a JSON object of FaultOptions, e.g. '{"errorRate":0.2,"seed":1}'; see faults.ts),
  *   EMULATOR_HONOUR_IDEMPOTENCY_KEYS (default 1; 0 ignores Idempotency-Key like an upstream without support).
- * Closes cleanly on SIGTERM/SIGINT.
+ * Closes cleanly on SIGTERM/SIGINT. If it cannot start (e.g. another local service holds the database file, see
+ * store.ts), it prints one line "Cannot start: …" on stderr and exits 1.
  */
 import { createServer } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { describeFaults } from './faults.js';
-import { createEmulator } from './index.js';
+import { createEmulator, type Emulator } from './index.js';
 
 const port = Number(process.env.PORT ?? 4010);
 const host = process.env.HOST ?? '127.0.0.1';
 
-const emulator = createEmulator();
+function cannotStart(err: unknown): never {
+  process.stderr.write(`Cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+}
+
+let emulator: Emulator;
+try {
+  emulator = createEmulator();
+} catch (err) {
+  cannotStart(err);
+}
 const server = createServer(getRequestListener(emulator.fetch));
 server.keepAliveTimeout = 65_000;
+server.once('error', cannotStart); // e.g. the port is taken
 
 server.listen(port, host, () => {
   const address = server.address();

@@ -16,8 +16,17 @@ export interface RequestInfo {
 
 export type { FaultKind, FaultOptions } from './faults.js';
 
+/**
+ * The standalone service's database (`npm run emulator`) when neither `dbPath` nor $EMULATOR_DB is given. The
+ * service embedded in `npm start` passes its own default (src/http/embedded.ts), so that both can run at once.
+ */
+export const DEFAULT_DB_PATH = './data/emulator.db';
+
 export interface EmulatorOptions {
-  /** SQLite path or ':memory:'. Default: $EMULATOR_DB or ./data/emulator.db. */
+  /**
+   * SQLite path or ':memory:'. Default: $EMULATOR_DB or ./data/emulator.db. A file is held by one service at a
+   * time: opening one that another service holds throws DatabaseInUseError (store.ts).
+   */
   dbPath?: string;
   /** Wall time of one training step in ms. Default: $EMULATOR_STEP_MS or 200. */
   stepMs?: number;
@@ -62,7 +71,7 @@ function positiveNumber(name: string, v: unknown): number {
 export function resolveOptions(opts: EmulatorOptions = {}): ResolvedOptions {
   const stepMs = positiveNumber('stepMs', opts.stepMs ?? process.env.EMULATOR_STEP_MS ?? 200);
   return {
-    dbPath: opts.dbPath ?? process.env.EMULATOR_DB ?? './data/emulator.db',
+    dbPath: opts.dbPath ?? (process.env.EMULATOR_DB || DEFAULT_DB_PATH),
     stepMs,
     onRequest: opts.onRequest,
     maxUploadBytes: positiveNumber(

@@ -7,12 +7,20 @@
  * transactions, which FULL would also cover at the price of an fsync per training step. Set
  * `synchronous: 'FULL'` in the options for that.
  *
+ * One writer per file: the connection uses `locking_mode = EXCLUSIVE`, so SQLite takes an exclusive OS lock on
+ * the database file when it opens it (at `journal_mode = WAL`) and keeps it until the connection closes. A second
+ * local service on the same file, in this process or another, gets SQLITE_BUSY at open and a DatabaseInUseError,
+ * instead of both driving the same jobs. The lock is an OS file lock (fcntl), so it goes away with the process,
+ * SIGKILL included, and the next service opens the file and recovers it from the WAL. (In this mode the WAL index
+ * lives in the process's memory, not in a `-shm` file; other programs cannot read the file while it is held.)
+ * `:memory:` databases are private to their connection and unaffected.
+ *
  * Rows keep a monotonic `seq` so that "newest first" and `after` cursors are exact even when several
  * objects share a `created_at` second.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { FineTuneMethodType, RequestedHyperparameters, StepMetrics, TrainingPlan } from './training/types.js';
 
 export type JobStatus = 'validating_files' | 'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'cancelled';
@@ -109,6 +117,24 @@ export class UnknownCursorError extends Error {
     super(`unknown cursor ${after}`);
   }
 }
+
+/**
+ * Thrown when the database file is held by another connection: another local fine-tuning service (a standalone
+ * `npm run emulator` or the one embedded in `npm start`), or another program that has the file open.
+ */
+export class DatabaseInUseError extends Error {
+  readonly code = 'DATABASE_IN_USE';
+  constructor(readonly path: string) {
+    super(
+      `the local database ${resolve(path)} is in use by another local fine-tuning service (\`npm run emulator\` or ` +
+        `\`npm start\`) or another program; stop that one, or set EMULATOR_DB to another file`,
+    );
+    this.name = 'DatabaseInUseError';
+  }
+}
+
+/** How long opening waits for a lock held by someone else (e.g. a service that is just closing the file). */
+const LOCK_WAIT_MS = 1000;
 
 export interface StoreOptions {
   /** File path, or ':memory:'. The parent folder is created. */
@@ -261,12 +287,20 @@ export class Store {
   private readonly cache = new Map<string, Database.Statement>();
 
   constructor(opts: StoreOptions) {
-    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
-    this.db = new Database(opts.path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
+    const inMemory = opts.path === ':memory:' || opts.path === '';
+    if (!inMemory) mkdirSync(dirname(opts.path), { recursive: true });
+    // Once the exclusive lock is held no other connection competes for it, so the busy timeout only matters here.
+    this.db = new Database(opts.path, { timeout: LOCK_WAIT_MS });
+    try {
+      if (!inMemory) this.db.pragma('locking_mode = EXCLUSIVE');
+      this.db.pragma('journal_mode = WAL'); // the first access: takes the exclusive lock (or fails with SQLITE_BUSY)
+      this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+      this.db.exec(SCHEMA);
+    } catch (err) {
+      this.db.close();
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) throw new DatabaseInUseError(opts.path);
+      throw err;
+    }
     const p = (sql: string) => this.db.prepare(sql);
     this.st = {
       insertFile: p(
