@@ -153,7 +153,7 @@ function cachedReadiness<T>(check: () => Promise<T>, ttlMs: number): () => Promi
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = createLogger(config.logLevel, opts.logStream);
   const embedded = config.backend.kind === 'embedded' ? await startEmbedded(config) : undefined;
-  const metrics = config.metrics ? createMetrics() : undefined;
+  const metrics = config.metrics ? createMetrics({ labelWindowMs: config.metricsLabelWindowMs }) : undefined;
   const liveOptions: Partial<LiveOptions> = {
     maxWatchedJobsPerCredential: config.limits.maxWatchedJobsPerCredential,
     maxReplayEvents: config.limits.maxReplayEvents,

@@ -159,6 +159,8 @@ export interface Config {
   redis?: RedisConfig;
   /** GET /metrics for Prometheus (METRICS, default 1). */
   metrics: boolean;
+  /** How often the busiest client-chosen operation names get the metrics' label slots again (METRICS_LABEL_WINDOW_MS, 60 s). */
+  metricsLabelWindowMs: number;
   /** /ready answers from its last upstream check for this long (READY_CACHE_MS, default 2 s): it is no amplifier. */
   readyCacheMs: number;
   /** Who may call the embedded local service's /v1 from outside (see loadEmbeddedV1). */
@@ -412,6 +414,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     allowedHosts: parseAllowedHosts(env.ALLOWED_HOSTS),
     redis: loadRedisConfig(env),
     metrics: env.METRICS !== '0',
+    metricsLabelWindowMs: positive(env.METRICS_LABEL_WINDOW_MS, 60_000, 'METRICS_LABEL_WINDOW_MS'),
     limits: {
       maxDepth: positive(env.GRAPHQL_MAX_DEPTH, DEFAULT_LIMITS.maxDepth, 'GRAPHQL_MAX_DEPTH'),
       maxAliases: int(env.GRAPHQL_MAX_ALIASES, DEFAULT_LIMITS.maxAliases, 'GRAPHQL_MAX_ALIASES'),

@@ -29,10 +29,12 @@
  *   process_* / nodejs_*                        prom-client's default metrics.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type DocumentNode, type ExecutionResult, getOperationAST, type GraphQLError } from 'graphql/index.js';
+import { type DocumentNode, type ExecutionResult, getOperationAST, type GraphQLError, Kind, parse } from 'graphql/index.js';
 import type { Plugin } from 'graphql-yoga';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { LiveStats } from '../live/types.js';
+import { EXAMPLES } from '../schema/examples.js';
+import { OperationNameLabels } from './operation-labels.js';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -110,11 +112,12 @@ export function serverRoute(url: string | undefined): string {
   return 'other';
 }
 
-export function createMetrics(): Metrics {
+/** `labelWindowMs`: how often the busiest client-chosen operation names are chosen again (default 60 s). */
+export function createMetrics(opts: { labelWindowMs?: number } = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  const plugin = operationPlugin(registry);
+  const plugin = operationPlugin(registry, opts.labelWindowMs);
 
   const httpRequests = new Counter({
     name: 'ftgql_http_requests_total',
@@ -234,29 +237,33 @@ export function createMetrics(): Metrics {
   };
 }
 
-/**
- * Operation names are chosen by clients: each new value would be a new series, so any caller could grow the
- * registry without bound. Label values are kept to the first MAX_LABEL_VALUES well-formed names (GraphQL names,
- * at most 64 characters); others count as "other". Error codes are bounded the same way.
- */
-const MAX_LABEL_VALUES = 200;
-const GRAPHQL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** At most this many error codes get a label value (codes come from our own errors, but stay bounded). */
+const MAX_CODE_LABELS = 50;
+const CODE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
-function boundedLabel(max = MAX_LABEL_VALUES): (value: string | undefined, fallback: string) => string {
-  const seen = new Set<string>();
+function boundedCode(seen = new Set<string>()): (value: string | undefined, fallback: string) => string {
   return (value, fallback) => {
     if (value === undefined) return fallback;
     if (seen.has(value)) return value;
-    if (!GRAPHQL_NAME.test(value) || seen.size >= max) return 'other';
+    if (!CODE_NAME.test(value) || seen.size >= MAX_CODE_LABELS) return 'other';
     seen.add(value);
     return value;
   };
 }
 
+/** The operation names of the schema's examples (GraphiQL's tabs, docs/examples.graphql): always labelled. */
+function exampleOperationNames(): string[] {
+  const names: string[] = [];
+  for (const e of EXAMPLES) {
+    for (const def of parse(e.query).definitions) if (def.kind === Kind.OPERATION_DEFINITION && def.name) names.push(def.name.value);
+  }
+  return names;
+}
+
 type OperationLabels = { operationType: string; operationName: string };
 
 /** The envelop plugin behind the ftgql_graphql_* series (see the top of this file). */
-function operationPlugin(registry: Registry): Plugin<any> {
+function operationPlugin(registry: Registry, labelWindowMs?: number): Plugin<any> {
   const operations = new Counter({
     name: 'ftgql_graphql_operations_total',
     help: 'GraphQL operations run (subscriptions counted as they start)',
@@ -276,21 +283,43 @@ function operationPlugin(registry: Registry): Plugin<any> {
     labelNames: ['operationType', 'operationName', 'code'] as const,
     registers: [registry],
   });
-  const name = boundedLabel();
-  const code = boundedLabel(50);
-  /** Labels per document and operation name (documents come from yoga's parser cache, so they repeat). */
-  const labelCache = new WeakMap<DocumentNode, Map<string | undefined, OperationLabels>>();
+  /** Error codes with a label value of their own (INTERNAL_SERVER_ERROR is the fallback, so it is one too). */
+  const codes = new Set<string>(['INTERNAL_SERVER_ERROR', 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED']);
+  // Client-chosen names: the examples' always, and the busiest others per window (src/http/operation-labels.ts).
+  const names = new OperationNameLabels({
+    reserved: exampleOperationNames(),
+    windowMs: labelWindowMs,
+    onDropped: (dropped) => {
+      for (const operationName of dropped) {
+        for (const operationType of ['query', 'mutation', 'subscription']) {
+          operations.remove({ operationType, operationName });
+          duration.remove({ operationType, operationName });
+          for (const c of codes) errors.remove({ operationType, operationName, code: c });
+        }
+      }
+    },
+  });
+  const name = (value: string | undefined, fallback: string) => (value === undefined ? fallback : names.label(value));
+  const code = boundedCode(codes);
+  /** Per document and operation name (documents come from yoga's parser cache, so they repeat): its type and name. */
+  const opCache = new WeakMap<DocumentNode, Map<string | undefined, { type: string; name?: string; labels?: OperationLabels; generation: number }>>();
   const labelsOf = (document: DocumentNode, operationName?: string | null): OperationLabels => {
-    let byName = labelCache.get(document);
-    if (!byName) labelCache.set(document, (byName = new Map()));
+    let byName = opCache.get(document);
+    if (!byName) opCache.set(document, (byName = new Map()));
     const key = operationName ?? undefined;
-    let labels = byName.get(key);
-    if (!labels) {
+    let entry = byName.get(key);
+    if (!entry) {
       const op = getOperationAST(document, operationName);
-      labels = { operationType: op?.operation ?? 'unknown', operationName: name(op?.name?.value, 'anonymous') };
-      byName.set(key, labels);
+      entry = { type: op?.operation ?? 'unknown', name: op?.name?.value, generation: -1 };
+      byName.set(key, entry);
     }
-    return labels;
+    // Every use counts towards the busiest names; the label value is chosen again when the set of names changed.
+    const chosen = name(entry.name, 'anonymous');
+    if (!entry.labels || entry.labels.operationName !== chosen || entry.generation !== names.generation) {
+      entry.labels = { operationType: entry.type, operationName: chosen };
+      entry.generation = names.generation;
+    }
+    return entry.labels;
   };
   const countErrors = (labels: OperationLabels, list: readonly GraphQLError[] | undefined) => {
     if (!list) return;
