@@ -28,6 +28,7 @@ import { createJsonFastPath } from './http/fast-path.js';
 import { createMetrics, type Metrics, readiness, runCheck } from './http/metrics.js';
 import { createBrowserGuard } from './http/browser-guard.js';
 import { createRequestRateLimiter, useRateLimit } from './http/plugins/use-rate-limit.js';
+import { createUploadGate } from './http/upload-gate.js';
 import { attachGraphQLWebSocket } from './http/websocket.js';
 import { createYogaServer } from './http/yoga.js';
 import { JobWatchRegistry, liveOptionsFromEnv, type LiveJobs, type LiveOptions } from './live/index.js';
@@ -205,6 +206,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const embeddedFetch = embedded?.fetch as ((req: Request, env?: unknown) => Response | Promise<Response>) | undefined;
   const v1 = embeddedFetch ? getRequestListener((req, env) => embeddedFetch(req, env)) : undefined;
   const fastPath = config.fastPath ? createJsonFastPath(yoga, logger) : undefined;
+  // Uploads hold their file in memory: MAX_CONCURRENT_UPLOADS at once, the others wait unread (src/http/upload-gate.ts).
+  const uploads = createUploadGate({
+    maxConcurrent: config.limits.maxConcurrentUploads,
+    maxWaitMs: Math.floor(config.limits.requestTimeoutMs / 2),
+    drainBytes: config.limits.maxUploadBytes + 1024 * 1024,
+    registry: metrics?.registry,
+  });
 
   /** Set by close(): /ready answers 503, responses ask clients to close their connection. */
   let draining = false;
@@ -249,6 +257,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return;
     }
     if (fastPath && path === '/graphql' && fastPath(req, res)) return;
+    if (path === '/graphql' && uploads.isUpload(req)) return uploads.admit(req, res, () => void yoga(req, res));
     void yoga(req, res);
   };
 

@@ -9,8 +9,10 @@
  * bounded LRU, with their events pages, checkpoints pages and training metrics.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import OpenAI, { toFile } from 'openai';
+import OpenAI, { toStreamingFile } from 'openai';
+import type { StreamingFileInput } from 'openai/core/uploads';
 import { Agent } from 'undici';
 import type { Logger } from '../log.js';
 import { NodeHeaders } from '../util/node-headers.js';
@@ -111,21 +113,23 @@ function headersObject(h: RequestInit['headers']): Record<string, string> {
 /**
  * A fetch for the SDK over undici's `request` on a keep-alive pool: several times cheaper per call than
  * WHATWG fetch, which matters because every GraphQL request on a live job makes at least one upstream call.
- * Bodies other than strings/bytes (multipart uploads) are encoded by the platform's Response first.
+ * Strings and bytes are sent as they are. Other bodies are streamed, never buffered: a ReadableStream or async
+ * iterable (the SDK's streamed multipart uploads, see uploadFile) goes to undici as it is, chunk by chunk as the
+ * upstream takes them; FormData and Blobs are encoded lazily by the platform's Response (same realm as the SDK's
+ * FormData), which also gives the multipart Content-Type with its boundary.
  */
 function pooledFetch(agent: Agent): FetchLike {
   return async (input, init = {}) => {
-    let body = init.body as BodyInit | null | undefined;
+    let body = init.body as BodyInit | AsyncIterable<Uint8Array> | null | undefined;
     const headers = headersObject(init.headers);
-    if (body != null && typeof body !== 'string' && !(body instanceof Uint8Array)) {
-      // FormData (uploads), Blob, streams: serialized by the platform's own Response (same realm as the SDK's FormData).
-      const encoded = new Response(body);
+    if (body != null && typeof body !== 'string' && !(body instanceof Uint8Array) && !isStreamBody(body)) {
+      const encoded = new Response(body as BodyInit);
       const type = encoded.headers.get('content-type');
       if (type) {
         for (const k of Object.keys(headers)) if (k.toLowerCase() === 'content-type') delete headers[k];
         headers['content-type'] = type;
       }
-      body = Buffer.from(await encoded.arrayBuffer());
+      body = encoded.body;
     }
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     // Split origin and path without a URL parse (the SDK builds absolute http(s) URLs).
@@ -135,12 +139,18 @@ function pooledFetch(agent: Agent): FetchLike {
       path: slash === -1 ? '/' : url.slice(slash),
       method: (init.method ?? 'GET') as 'GET',
       headers,
-      body: body as string | Uint8Array | undefined,
+      // undici reads (async) iterables as they are (documented for Dispatcher.request; its types say Readable).
+      body: body as string | Uint8Array | Readable | undefined,
       signal: init.signal ?? undefined,
     });
     const bytes = res.statusCode === 204 || res.statusCode === 304 ? null : Buffer.from(await res.body.arrayBuffer());
     return new BufferedResponse(res.statusCode, res.headers, bytes, url) as unknown as Response;
   };
+}
+
+/** A body undici can read chunk by chunk as it is (a web ReadableStream or an async iterable of bytes). */
+function isStreamBody(body: object): body is AsyncIterable<Uint8Array> {
+  return Symbol.asyncIterator in body && !(body instanceof Blob) && !(body instanceof FormData);
 }
 
 /**
@@ -665,14 +675,20 @@ export class UpstreamApi {
     return { data: page.data, has_more: page.has_more };
   }
 
+  /**
+   * Uploads a file without copying it: the multipart part arrives as the server's File ponyfill, whose bytes are
+   * the chunks the multipart parser read, and they are streamed from there to the upstream (the SDK's
+   * toStreamingFile encodes the multipart body lazily, sent chunked), so an upload costs its size once in memory.
+   * Each attempt reads a fresh stream of the same chunks (a write is retried after a 429 or a refused connection).
+   */
   async uploadFile(file: File, purpose: string): Promise<RawFile> {
-    // The multipart part arrives as the server's File ponyfill; the SDK wants its own file-like object.
-    const upload = await toFile(Buffer.from(await file.arrayBuffer()), file.name || 'upload', {
-      type: file.type || 'application/octet-stream',
-    });
-    return (await this.write((c, o) => c.files.create({ file: upload, purpose: purpose as never }, o), {
-      defaultField: 'file',
-    })) as unknown as RawFile;
+    const name = file.name || 'upload';
+    const type = file.type || 'application/octet-stream';
+    return (await this.write(
+      (c, o) =>
+        c.files.create({ file: toStreamingFile(file.stream() as StreamingFileInput, name, { type }), purpose: purpose as never }, o),
+      { defaultField: 'file' },
+    )) as unknown as RawFile;
   }
 
   async deleteFile(id: string): Promise<{ id: string; deleted: boolean }> {
