@@ -151,9 +151,11 @@ describe('upload → create → follow to SUCCEEDED', () => {
       method: { type: 'SUPERVISED', rawType: 'supervised', supervised: { hyperparameters: { nEpochs: 2, batchSize: 4, learningRateMultiplier: 1.5 } }, dpo: null },
     });
     expect(['VALIDATING_FILES', 'QUEUED', 'RUNNING']).toContain(job.status);
-    // One create, then one retrieve per file (training, validation); the job itself came with the create.
+    // One create (after the lookup of its idempotency key), then one retrieve per file (training, validation); the
+    // job itself came with the create.
     expect(emu.requests.slice(before).map((r) => r.route).sort()).toEqual(
-      ['GET /v1/files/:id', 'GET /v1/files/:id', 'POST /v1/fine_tuning/jobs'].sort(),
+      // The list is the idempotency key's lookup: a key this process does not know may have been used before it.
+      ['GET /v1/files/:id', 'GET /v1/files/:id', 'GET /v1/fine_tuning/jobs', 'POST /v1/fine_tuning/jobs'].sort(),
     );
 
     // The same idempotency key returns the same job and creates nothing.

@@ -140,6 +140,19 @@ describe('configurable limits', () => {
       maxDirectives: 20,
       maxBodyBytes: 1024 * 1024,
       maxUploadBytes: 64 * 1024 * 1024,
+      rateLimitPerMinute: 3000,
+      maxSubscriptionsPerSocket: 100,
+      maxWatchedJobsPerCredential: 50,
+      maxReplayEvents: 10_000,
+      maxConcurrentReplays: 4,
+      maxNodes: 100,
+      maxUpstreamCalls: 100,
+      maxJsonDepth: 16,
+      maxJsonBytes: 64 * 1024,
+      maxConcurrentUploads: 2,
+      maxStreamBufferBytes: 4 * 1024 * 1024,
+      requestTimeoutMs: 120_000,
+      headersTimeoutMs: 10_000,
     });
     expect(loadConfig({}).limits).toEqual(DEFAULT_LIMITS);
     expect(() => loadConfig({ GRAPHQL_MAX_DEPTH: '0' })).toThrow(/GRAPHQL_MAX_DEPTH must be a positive integer/);
