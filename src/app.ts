@@ -26,6 +26,7 @@ import { type Config, describeBackend, type EmbeddedV1Access } from './config.js
 import { startEmbedded } from './http/embedded.js';
 import { createJsonFastPath } from './http/fast-path.js';
 import { createMetrics, type Metrics, readiness, runCheck } from './http/metrics.js';
+import { createAuthenticator } from './http/auth.js';
 import { createBrowserGuard } from './http/browser-guard.js';
 import { createRequestRateLimiter, useRateLimit } from './http/plugins/use-rate-limit.js';
 import { createUploadGate } from './http/upload-gate.js';
@@ -206,12 +207,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const embeddedFetch = embedded?.fetch as ((req: Request, env?: unknown) => Response | Promise<Response>) | undefined;
   const v1 = embeddedFetch ? getRequestListener((req, env) => embeddedFetch(req, env)) : undefined;
   const fastPath = config.fastPath ? createJsonFastPath(yoga, logger) : undefined;
+  const uploadAuth = createAuthenticator(config.auth, config.backend.apiKey);
   // Uploads hold their file in memory: MAX_CONCURRENT_UPLOADS at once, the others wait unread (src/http/upload-gate.ts).
   const uploads = createUploadGate({
     maxConcurrent: config.limits.maxConcurrentUploads,
     maxWaitMs: Math.floor(config.limits.requestTimeoutMs / 2),
     drainBytes: config.limits.maxUploadBytes + 1024 * 1024,
     registry: metrics?.registry,
+    // No or a wrong token: answered at once (as the operation gate would, after parsing the whole file).
+    refuseCaller: (req) => {
+      const who = uploadAuth.fromHeader(req.headers.authorization);
+      return who.ok ? undefined : { status: 401, headers: { 'www-authenticate': 'Bearer' }, message: who.message, code: 'UNAUTHENTICATED' };
+    },
   });
 
   /** Set by close(): /ready answers 503, responses ask clients to close their connection. */

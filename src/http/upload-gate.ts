@@ -34,6 +34,11 @@ export interface UploadGateOptions {
   retryAfterSeconds?: number;
   /** Where the gauges and the counter go (the server's /metrics registry). */
   registry?: Registry;
+  /**
+   * Why this caller may not upload at all (no or a wrong token), as the error to answer with, or undefined. Such an
+   * upload is answered at once and takes no slot, so that unauthenticated clients cannot hold the slots.
+   */
+  refuseCaller?: (req: IncomingMessage) => { status: number; headers?: Record<string, string>; message: string; code: string } | undefined;
 }
 
 export interface UploadGate {
@@ -101,6 +106,23 @@ export function createUploadGate(opts: UploadGateOptions): UploadGate {
     start(next.res, next.handle);
   }
 
+  /**
+   * Answers an upload that will not be processed, then reads and drops what the client is still sending, so that it
+   * gets to read the answer (a connection closed on unread data is reset, and the client may lose the answer with
+   * it), up to a bound; the connection is then kept for the client's next request.
+   */
+  const answer = (req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, error: Record<string, unknown>) => {
+    const body = JSON.stringify({ errors: [error] });
+    res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+    let read = 0;
+    req.on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > opts.drainBytes) req.socket.destroy();
+    });
+    req.resume();
+  };
+
   const refuse = (req: IncomingMessage, res: ServerResponse, reason: RefusalReason) => {
     refusedTotal.inc({ reason });
     const why =
@@ -108,24 +130,7 @@ export function createUploadGate(opts: UploadGateOptions): UploadGate {
         ? `${inProgress} uploads are being processed and ${queue.length} are waiting`
         : `no upload slot freed within ${Math.round(opts.maxWaitMs / 1000)} s`;
     const message = `Too many uploads at once: ${why} (at most ${maxConcurrent} at once, MAX_CONCURRENT_UPLOADS, and ${maxWaiting} waiting); retry in ${retryAfter} s.`;
-    const body = JSON.stringify({
-      errors: [{ message, extensions: { code: 'LIMIT_EXCEEDED', limit: 'concurrentUploads', reason, retryAfter } }],
-    });
-    res.writeHead(429, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      'retry-after': String(retryAfter),
-    });
-    res.end(body);
-    // Read and drop what the client is still sending, so that it gets to read the answer (a connection closed
-    // on unread data is reset, and the client may lose the answer with it), up to a bound; the connection is
-    // then kept for the client's next request.
-    let read = 0;
-    req.on('data', (chunk: Buffer) => {
-      read += chunk.length;
-      if (read > opts.drainBytes) req.socket.destroy();
-    });
-    req.resume();
+    answer(req, res, 429, { 'retry-after': String(retryAfter) }, { message, extensions: { code: 'LIMIT_EXCEEDED', limit: 'concurrentUploads', reason, retryAfter } });
   };
 
   return {
@@ -135,6 +140,8 @@ export function createUploadGate(opts: UploadGateOptions): UploadGate {
       return typeof type === 'string' && /^\s*multipart\/form-data/i.test(type);
     },
     admit(req, res, handle) {
+      const refused = opts.refuseCaller?.(req);
+      if (refused) return answer(req, res, refused.status, refused.headers ?? {}, { message: refused.message, extensions: { code: refused.code } });
       if (inProgress < maxConcurrent) return start(res, handle);
       if (queue.length >= maxWaiting) return refuse(req, res, 'queue_full');
       const waiter: Waiter = {

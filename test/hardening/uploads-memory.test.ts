@@ -35,6 +35,8 @@ export interface UploadResult {
 }
 
 export interface UploadOptions {
+  /** Extra request headers (e.g. authorization). */
+  headers?: Record<string, string>;
   /** Awaited once the head and the first 1 MiB chunk are written: the rest of the body waits for it. */
   hold?: Promise<void>;
   /** Written so far (bytes of the file). */
@@ -64,6 +66,7 @@ export function upload(url: string, size: number, name: string, opts: UploadOpti
         'content-type': `multipart/form-data; boundary=${boundary}`,
         'content-length': String(head.length + size + tail.length),
         accept: 'application/json',
+        ...opts.headers,
       },
     });
     opts.onRequest?.(req);
@@ -340,4 +343,45 @@ describe('a streamed upload retried after a 429', () => {
       await up.close();
     }
   }, 30_000);
+});
+
+describe('an upload without a valid token (AUTH_MODE=tokens)', () => {
+  const TOKEN = 'tok-uploads-0123456789abcdef';
+  let up: Upstream;
+  let gw: Gateway;
+
+  beforeAll(async () => {
+    up = await startUpstream();
+    gw = await startGateway(up.baseURL, {
+      AUTH_MODE: 'tokens',
+      GATEWAY_TOKENS: JSON.stringify([{ token: TOKEN, scopes: ['read', 'write'] }]),
+      MAX_CONCURRENT_UPLOADS: '1',
+    });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it('is answered 401 at once and takes no slot: it neither waits behind nor holds up a valid upload', async () => {
+    const hold = gate();
+    const valid = upload(gw.url, 4 * MiB, 'valid.bin', { hold: hold.opened, headers: { authorization: `Bearer ${TOKEN}` } });
+    await until(async () => (await metric(gw.url, 'ftgql_uploads_in_progress')) === 1, 'the valid upload to start');
+    const t0 = Date.now();
+    const refused = await Promise.all([
+      upload(gw.url, 8 * MiB, 'anonymous.bin'),
+      upload(gw.url, 8 * MiB, 'wrong.bin', { headers: { authorization: 'Bearer tok-wrong-0123456789abcdef' } }),
+    ]);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    for (const r of refused) {
+      expect(r.status).toBe(401);
+      expect(r.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    }
+    expect(await metric(gw.url, 'ftgql_uploads_waiting')).toBe(0);
+    hold.open();
+    const ok = await valid;
+    expect(ok.status).toBe(200);
+    expect(ok.body.data.uploadFile.__typename).toBe('UploadFileSuccess');
+    expect(up.count('POST /v1/files')).toBe(1);
+  }, 60_000);
 });
