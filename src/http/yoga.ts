@@ -6,13 +6,17 @@
  * - CSRF: a browser's cross-site "simple" request (GET, or a POST that is multipart, form-encoded or text/plain)
  *   must carry `x-graphql-yoga-csrf` (or `apollo-require-preflight`, `graphql-preflight`) — yoga's CSRF plugin;
  * - request size: JSON and other non-multipart bodies up to limits.maxBodyBytes (as in the fast path), multipart
- *   bodies up to limits.maxUploadBytes + 1 MiB, one file of at most limits.maxUploadBytes;
+ *   bodies up to limits.maxUploadBytes + 1 MiB, one file of at most limits.maxUploadBytes; before yoga, at most
+ *   limits.maxConcurrentUploads multipart requests at once (src/http/upload-gate.ts, wired in src/app.ts);
  * - GraphQL Armor at parse/validation: max tokens, depth, aliases, directives and cost; field suggestions are
  *   hidden in production;
  * - authentication (src/http/auth.ts) in the context; the operation gate before execution; Pothos scope-auth
- *   on every root field.
- * The envelop plugins (armor, codes, gate, masking) also run for the JSON fast path and graphql-ws, which call
- * `getEnveloped()`; the HTTP-only plugins (CORS, CSRF, body size) have their equivalents there.
+ *   on every root field;
+ * - before execution, with the variables known (src/http/plugins): JSON-scalar inputs' depth and size
+ *   (use-json-limits.ts), then the ids of `nodes` and the upstream calls the operation would make
+ *   (use-upstream-cost.ts); the context's call budget refuses any call past the same limit while it runs.
+ * The envelop plugins (armor, codes, gate, limits, masking) also run for the JSON fast path and graphql-ws, which
+ * call `getEnveloped()`; the HTTP-only plugins (CORS, CSRF, body size) have their equivalents there.
  */
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
@@ -40,6 +44,8 @@ import { getSchema } from '../schema/index.js';
 import type { Upstream } from '../upstream/client.js';
 import { sanitizeMessage } from '../upstream/errors.js';
 import { type AuthResult, type Authenticator, createAuthenticator, operationAuthError } from './auth.js';
+import { useJsonLimits } from './plugins/use-json-limits.js';
+import { useUpstreamCost } from './plugins/use-upstream-cost.js';
 
 export type YogaServer = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
 
@@ -259,6 +265,13 @@ function useOperationGate(): Plugin<GraphQLContext> {
   return { onExecute: check as never, onSubscribe: check as never };
 }
 
+/** A document with one operation (see the graphql-jit plugin in createYogaServer). */
+function singleOperation(args: ExecutionArgs): boolean {
+  let operations = 0;
+  for (const d of args.document.definitions) if (d.kind === Kind.OPERATION_DEFINITION && ++operations > 1) return false;
+  return true;
+}
+
 /** Past this many times the limit, an oversized body is no longer drained. */
 const DRAIN_LIMIT_FACTOR = 16;
 
@@ -345,7 +358,9 @@ export function createYogaServer(
     schema: getSchema(),
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    // One file per request, of at most maxUploadBytes; the whole multipart body at most that plus 1 MiB.
+    // One file per request, of at most maxUploadBytes; the whole multipart body at most that plus 1 MiB. The
+    // parsed file keeps the parser's chunks (no copy) and is streamed from them to the upstream
+    // (UpstreamApi.uploadFile); how many are parsed at once is src/http/upload-gate.ts's business.
     fetchAPI: createFetch({
       formDataLimits: { fileSize: limits.maxUploadBytes, files: 1, fieldSize: limits.maxBodyBytes, fields: 16, parts: 32 },
     }) as never,
@@ -381,7 +396,7 @@ export function createYogaServer(
       const fromSocket = (initial as { wsAuth?: AuthResult }).wsAuth;
       const request = (initial as { request?: { headers?: { get(name: string): string | null } } }).request;
       const auth = fromSocket ?? authenticator.fromHeader(request?.headers?.get('authorization'));
-      const ctx = createContext(upstream, auth, logger, requestIdOf((initial as { req?: unknown }).req));
+      const ctx = createContext(upstream, auth, logger, requestIdOf((initial as { req?: unknown }).req), limits.maxUpstreamCalls);
       opts.extendContext?.(ctx);
       return ctx;
     },
@@ -415,8 +430,13 @@ export function createYogaServer(
       useErrorCodes(),
       useUnexpectedErrorLog(),
       useOperationGate(),
-      ...(config.jit ? [useGraphQlJit() as Plugin<GraphQLContext>] : []),
+      // graphql-jit caches its compiled query by document alone, whatever the operation: a document with several
+      // operations (GraphiQL's example tabs) would run the first one compiled for every other. Those go to graphql-js.
+      ...(config.jit ? [useGraphQlJit({}, { enableIf: singleOperation }) as Plugin<GraphQLContext>] : []),
       ...(opts.plugins ?? []),
+      // After the others (metrics, rate limit): a refusal here is still counted, and a rate-limited request costs no estimate.
+      useJsonLimits(limits),
+      useUpstreamCost(limits),
     ],
   });
   security.set(yoga, {

@@ -10,6 +10,7 @@ import type { Scope } from '../config.js';
 import type { AuthResult } from '../http/auth.js';
 import type { Logger } from '../log.js';
 import type { Upstream, UpstreamApi } from '../upstream/client.js';
+import { RequestCallBudget } from './call-budget.js';
 import { RequestLoaders } from './loaders.js';
 
 /**
@@ -35,8 +36,10 @@ export interface RequestAuth {
 export interface GraphQLContext extends Partial<ContextExtensions> {
   /** The upstream credential of this request. Never logged, never returned. */
   credential: string;
-  /** The upstream API bound to `credential`. */
+  /** The upstream API bound to `credential` (and to `calls`). */
   api: UpstreamApi;
+  /** The upstream calls this request has made and may make (GRAPHQL_MAX_UPSTREAM_CALLS); absent: unbounded. */
+  calls?: RequestCallBudget;
   /** Per-request loaders (events/checkpoints pages, metrics); jobs and files load through Pothos loadables. */
   loaders: RequestLoaders;
   auth: RequestAuth;
@@ -49,9 +52,16 @@ const NO_SCOPES: ReadonlySet<Scope> = new Set<Scope>();
 
 /**
  * A context for `credential` with every scope (the server's own key, or tests). `auth` may narrow it:
- * pass an AuthResult from src/http/auth.ts.
+ * pass an AuthResult from src/http/auth.ts. With `maxUpstreamCalls`, the request's upstream view refuses every
+ * call past that many (see call-budget.ts).
  */
-export function createContext(upstream: Upstream, credential: string | AuthResult, logger?: Logger, reqId?: string): GraphQLContext {
+export function createContext(
+  upstream: Upstream,
+  credential: string | AuthResult,
+  logger?: Logger,
+  reqId?: string,
+  maxUpstreamCalls?: number,
+): GraphQLContext {
   let auth: RequestAuth;
   let key: string;
   if (typeof credential === 'string') {
@@ -78,11 +88,13 @@ export function createContext(upstream: Upstream, credential: string | AuthResul
     child = Object.keys(bindings).length ? logger.child(bindings) : logger;
     return child;
   };
-  const api = upstream.forCredential(key).forRequest(log);
+  const calls = maxUpstreamCalls === undefined ? undefined : new RequestCallBudget(maxUpstreamCalls);
+  const api = upstream.forCredential(key).forRequest(log, calls);
   return {
     ...initContextCache(),
     credential: key,
     api,
+    calls,
     loaders: new RequestLoaders(api),
     auth,
     log,

@@ -9,7 +9,7 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import type { GraphQLResolveInfo } from 'graphql/index.js';
-import type { Scope } from '../config.js';
+import { DEFAULT_LIMITS, type Scope } from '../config.js';
 import type { GraphQLContext } from '../resolvers/context.js';
 import { decodeGlobalId } from '../resolvers/ids.js';
 import { ForbiddenError, UnauthenticatedError, ValidationError } from '../upstream/errors.js';
@@ -88,7 +88,7 @@ export const builder = new SchemaBuilder<SchemaTypes>({
       description: 'Any object by its OpenAI id (ftjob-…, ftevent-…, ftckpt_…, file-…). Null with a NOT_FOUND error when it does not exist.',
     },
     nodesQueryOptions: {
-      description: 'Objects by their OpenAI ids, in the order given; null (with a NOT_FOUND error) where one does not exist.',
+      description: `Objects by their OpenAI ids, in the order given; null (with a NOT_FOUND error) where one does not exist. At most ${DEFAULT_LIMITS.maxNodes} ids by default (GRAPHQL_MAX_NODES): a longer list is a BAD_USER_INPUT error on \`ids\`, and nothing is fetched.`,
     },
     pageInfoTypeOptions: {
       description:

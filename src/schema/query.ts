@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_LIMITS } from '../config.js';
 import { filesConnection } from '../resolvers/files.js';
 import { expectId } from '../resolvers/ids.js';
 import { jobsConnection } from '../resolvers/jobs.js';
@@ -10,6 +11,9 @@ import { FileRef, FORWARD_ONLY, firstSchema, JobRef } from './types.js';
 export const metadataSchema = z
   .record(z.string().max(64, 'keys are at most 64 characters'), z.string().max(512, 'values are strings of at most 512 characters'))
   .refine((m) => Object.keys(m).length <= 16, 'at most 16 key-value pairs');
+
+/** The bound every list states (src/http/plugins/use-upstream-cost.ts). */
+const UPSTREAM_BOUND = `One request makes at most ${DEFAULT_LIMITS.maxUpstreamCalls} upstream calls by default (GRAPHQL_MAX_UPSTREAM_CALLS): each page is one, and so is each listed item's \`metrics\`, file, \`events\` or \`checkpoints\`; a request whose variables and pages add up to more is refused (QUERY_LIMIT_EXCEEDED, \`limit: "upstreamCalls"\`) before anything is sent.`;
 
 export const JobConnection = builder.connectionObject(
   { type: JobRef, name: 'FineTuningJobConnection', description: `Fine-tuning jobs, newest first. ${FORWARD_ONLY}` },
@@ -30,7 +34,7 @@ builder.queryFields((t) => ({
   }),
   fineTuningJobs: t.field({
     type: JobConnection,
-    description: `The organisation's fine-tuning jobs, newest first (the upstream's order). ${FORWARD_ONLY}`,
+    description: `The organisation's fine-tuning jobs, newest first (the upstream's order). ${FORWARD_ONLY} ${UPSTREAM_BOUND}`,
     args: {
       first: t.arg.int({ description: `Page size, 0–${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE}).`, validate: firstSchema }),
       after: t.arg.string({ description: 'The `endCursor` of the previous page.' }),
@@ -52,7 +56,7 @@ builder.queryFields((t) => ({
   }),
   files: t.field({
     type: FileConnection,
-    description: `The organisation's files, newest first. ${FORWARD_ONLY}`,
+    description: `The organisation's files, newest first. ${FORWARD_ONLY} ${UPSTREAM_BOUND}`,
     args: {
       first: t.arg.int({ description: `Page size, 0–${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE}).`, validate: firstSchema }),
       after: t.arg.string({ description: 'The `endCursor` of the previous page.' }),

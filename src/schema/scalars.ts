@@ -1,10 +1,14 @@
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { DEFAULT_LIMITS } from '../config.js';
 import { builder } from './builder.js';
 
 builder.addScalarType('DateTime', DateTimeResolver, {
   description: 'An ISO-8601 date-time in UTC, e.g. 2024-07-23T20:00:00.000Z (the upstream sends Unix seconds).',
 });
-builder.addScalarType('JSON', JSONResolver, {});
+// The input limits are the server's (src/http/plugins/use-json-limits.ts checks them with its configuration).
+builder.addScalarType('JSON', JSONResolver, {
+  description: `A JSON value (ECMA-404). As an input, nested at most ${DEFAULT_LIMITS.maxJsonDepth} levels deep and at most ${DEFAULT_LIMITS.maxJsonBytes / 1024} KiB serialised by default (GRAPHQL_MAX_JSON_DEPTH, GRAPHQL_MAX_JSON_BYTES); a larger value is a BAD_USER_INPUT error naming the field.`,
+});
 
 builder.scalarType('Upload', {
   description:

@@ -34,6 +34,11 @@ import { isTerminal, type Page, type RawCheckpoint, type RawEvent, type RawFile,
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
+/** The upstream calls one request may make (src/resolvers/call-budget.ts): `spend` counts one, or throws past the limit. */
+export interface CallBudget {
+  spend(): void;
+}
+
 export interface UpstreamOptions {
   baseURL: string;
   /** A fetch to use instead of the pooled one (the embedded service is called in-process this way). */
@@ -294,6 +299,8 @@ export class UpstreamApi {
   private readonly readHeaders: Record<string, string>;
   /** The logger of the request this view serves (see forRequest). */
   private readonly requestLog?: () => Logger | undefined;
+  /** The upstream calls the request this view serves may still make (see forRequest). */
+  private readonly callBudget?: CallBudget;
   /** The per-credential API itself, also when seen through a request's view (a stable key for caches). */
   readonly root: UpstreamApi = this;
 
@@ -329,11 +336,14 @@ export class UpstreamApi {
 
   /**
    * This API as seen by one request: the same client, caches and pool, with the request's logger (its lines carry
-   * the request id). A prototype view, so nothing but the logger is per request.
+   * the request id) and its call budget: each call (read or write, its retries included) spends one before anything
+   * is sent, and `spend` throws once the request has made its allowed number; cache hits spend nothing. A prototype
+   * view, so nothing but the logger and the budget is per request.
    */
-  forRequest(log: () => Logger | undefined): UpstreamApi {
-    const view = Object.create(this) as { requestLog?: () => Logger | undefined };
+  forRequest(log: () => Logger | undefined, callBudget?: CallBudget): UpstreamApi {
+    const view = Object.create(this) as { requestLog?: () => Logger | undefined; callBudget?: CallBudget };
     view.requestLog = log;
+    view.callBudget = callBudget;
     return view as unknown as UpstreamApi;
   }
 
@@ -374,11 +384,24 @@ export class UpstreamApi {
   }
 
   private read<T>(fn: Call<T>, opts: MapOptions = {}, deadline?: number): Promise<T> {
-    return this.call(fn, 'read', opts, deadline);
+    const refused = this.spendCall();
+    return refused ?? this.call(fn, 'read', opts, deadline);
   }
 
   private write<T>(fn: Call<T>, opts: MapOptions = {}): Promise<T> {
-    return this.call(fn, 'write', opts);
+    const refused = this.spendCall();
+    return refused ?? this.call(fn, 'write', opts);
+  }
+
+  /** Spends one call of the request's budget; a rejection once it is used up (no extra promise on the hot path). */
+  private spendCall(): Promise<never> | undefined {
+    if (!this.callBudget) return undefined;
+    try {
+      this.callBudget.spend();
+      return undefined;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
