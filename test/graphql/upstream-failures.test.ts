@@ -74,16 +74,18 @@ describe('upstream failures', () => {
     expect(c.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
     expect(up.hits).toEqual([{ method: 'POST', path: '/v1/fine_tuning/jobs' }]);
 
-    // With an idempotency key the create may be retried safely: after the ambiguous 503 the gateway first looks
-    // for the job it may have made (listed by the key's metadata tag) before sending it again; here in vain.
+    // With an idempotency key the create may be retried safely: the gateway first looks for a job made with this
+    // key (listed by the key's metadata tag: a key this process does not know may have been used before it started),
+    // and after an ambiguous 503 looks again before sending it again; here the lookups fail too, so nothing is sent
+    // twice blindly: at most one POST, every other call a lookup.
     up.hits.length = 0;
     const k = await api.gql(
       `mutation { createFineTuningJob(input: { model: "gpt-4o-mini-2024-07-18", trainingFile: "file-abc", idempotencyKey: "k-1" }) { __typename } }`,
     );
     expect(k.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
-    expect(up.hits[0]).toEqual({ method: 'POST', path: '/v1/fine_tuning/jobs' });
     expect(up.hits.length).toBeGreaterThan(1);
-    for (const h of up.hits.slice(1)) {
+    expect(up.hits.filter((h) => h.method === 'POST').length).toBeLessThanOrEqual(1);
+    for (const h of up.hits.filter((h) => h.method !== 'POST')) {
       expect(h.method).toBe('GET');
       expect(h.path).toMatch(/^\/v1\/fine_tuning\/jobs\?.*gateway_idempotency_key/);
     }
