@@ -52,7 +52,7 @@ export interface Metrics {
   /** A fetch that counts each upstream call by route and status. */
   wrapFetch(fetch: FetchLike): FetchLike;
   /** Hooks for the live module (poll lag, leases). */
-  live: { pollLag(ms: number): void; leaseAcquired(): void; leaseLost(): void; resync(): void };
+  live: { pollLag(ms: number): void; leaseAcquired(): void; leaseLost(): void; resync(): void; refused(limit: string): void };
   /** The live module whose gauges are read at each scrape. */
   setLive(live: LiveGauges): void;
   /** Answers GET /metrics. */
@@ -168,6 +168,13 @@ export function createMetrics(opts: { labelWindowMs?: number } = {}): Metrics {
     registers: [registry],
   });
 
+  const liveRefusals = new Counter({
+    name: 'ftgql_live_refusals_total',
+    help: 'Subscriptions refused by a live limit (watchedJobs, replayEvents, concurrentReplays)',
+    labelNames: ['limit'] as const,
+    registers: [registry],
+  });
+
   let live: LiveGauges | undefined;
   new Gauge({
     name: 'ftgql_live_pollers',
@@ -225,6 +232,7 @@ export function createMetrics(opts: { labelWindowMs?: number } = {}): Metrics {
       leaseAcquired: () => leasesAcquired.inc(),
       leaseLost: () => leasesLost.inc(),
       resync: () => resyncs.inc(),
+      refused: (limit) => liveRefusals.inc({ limit }),
     },
     setLive(l) {
       live = l;

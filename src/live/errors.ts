@@ -5,18 +5,20 @@ import type { LiveErrorCode } from './types.js';
  * A failure delivered through a stream. Streams yield it as an item (rather than throwing from
  * `next()`), and the subscription field's `resolve` turns it into a GraphQL error, so that every
  * transport (graphql-ws, SSE) reports it the same way: `{ data: null, errors: [{ message,
- * extensions: { code } }] }`, after which the stream completes.
+ * extensions: { code } }] }`, after which the stream completes. `field` names the argument at fault, `limit` the
+ * limit that refused the stream (LIMIT_EXCEEDED: replayEvents, concurrentReplays, watchedJobs); both go to `extensions`.
  */
 export class LiveFailure {
   constructor(
     readonly code: LiveErrorCode,
     readonly message: string,
     readonly field?: string,
+    readonly limit?: string,
   ) {}
 
   toGraphQLError(): GraphQLError {
     return new GraphQLError(this.message, {
-      extensions: { code: this.code, ...(this.field ? { field: this.field } : {}) },
+      extensions: { code: this.code, ...(this.field ? { field: this.field } : {}), ...(this.limit ? { limit: this.limit } : {}) },
     });
   }
 }

@@ -1,4 +1,5 @@
 import { classifyUpstreamError, LiveFailure } from './errors.js';
+import { EventsWalk, EventWindow, reachTargets } from './replay.js';
 import { backoffDelay, nextTick } from './schedule.js';
 import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveUpstream } from './types.js';
 
@@ -33,8 +34,9 @@ interface PendingReplay<E extends LiveEvent> {
  * page of events, newest first, and walks further pages only until it meets the newest event id it
  * has already seen (its cursor): the events before that id are new and are published oldest first,
  * each with the next sequence number. A subscriber with `after` asks for a replay, served by the
- * same walk (which then goes back to that id), so the seam between replay and live events is a
- * sequence number, and nothing is delivered twice or lost.
+ * same walk (which then goes back to that id, at most maxReplayEvents events: see replay.ts), so
+ * the seam between replay and live events is a sequence number, and nothing is delivered twice or
+ * lost. Replays that arrive together share one walk.
  *
  * Ticks are serialised (never two upstream walks at once). Interval: `pollIntervalMs`, times
  * `slowFactor` while validating/queued/paused; on errors an exponential back-off with jitter
@@ -63,6 +65,8 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
 
   /** Newest event id seen; undefined before the first walk, null when the job had no events then. */
   private cursor: string | null | undefined;
+  /** Ids of the newest events read by walks, kept once a replay needed them (see replay.ts); its top is the cursor. */
+  private readonly window: EventWindow;
   private seq = 0;
 
   private job: J | undefined;
@@ -85,7 +89,9 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     private readonly publish: (msg: LiveMessage<J, E>) => void,
     /** Called once when the poller finishes by itself (terminal job or fatal error). */
     private readonly onFinished: (poller: JobPoller<J, E>) => void,
-  ) {}
+  ) {
+    this.window = new EventWindow(opts.maxReplayEvents + 1);
+  }
 
   /** Starts polling at once. */
   start(): void {
@@ -117,8 +123,9 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
 
   /**
    * Every event after `after`, oldest first, plus the sequence number they bring the subscriber up
-   * to: live events with a higher number are the ones it still needs. Resolves with a failure
-   * (BAD_USER_INPUT) when the job has no event with that id.
+   * to: live events with a higher number are the ones it still needs. Resolves with a failure:
+   * BAD_USER_INPUT when the job has no event with that id, LIMIT_EXCEEDED when it is more than
+   * maxReplayEvents events back.
    */
   requestReplay(after: string): Promise<ReplayResult<E>> {
     return new Promise((resolve) => {
@@ -251,14 +258,15 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
   }
 
   /**
-   * Reads events newest first until it has met the cursor and every replay target (or the oldest
-   * event), publishes the new ones oldest first and serves the replays.
+   * Reads events newest first down to the cursor, publishes the new ones oldest first, then serves the replays:
+   * each `after` is walked down to (never further than maxReplayEvents events), or refused without walking when
+   * the window of ids already read, or one check at the upstream, shows that it is no event of the job
+   * (BAD_USER_INPUT) or too far back (LIMIT_EXCEEDED). See replay.ts.
    */
   private async walk(replays: PendingReplay<E>[]): Promise<void> {
-    const targets = new Set(replays.map((r) => r.after));
     const cursor = this.cursor;
 
-    if (cursor === undefined && targets.size === 0) {
+    if (cursor === undefined && replays.length === 0) {
       // First walk, nobody needs history: only learn the newest id (the baseline).
       const page = await this.upstream.listEvents(this.jobId, { limit: 1 });
       if (this.isFinished) return;
@@ -266,36 +274,29 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
       return;
     }
 
-    const collected: E[] = []; // newest first
-    const found = new Map<string, number>(); // target id -> its index in `collected`
-    let cursorIndex = -1;
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.upstream.listEvents(this.jobId, { after, limit: this.opts.eventsPageSize });
+    // Down to the cursor (all the way when the job had no events at the baseline; the first page when this walk,
+    // made for a replay, is the baseline).
+    const walk = new EventsWalk<E>(this.upstream, this.jobId, this.opts.eventsPageSize);
+    do {
+      await walk.next();
       if (this.isFinished) return;
-      for (const ev of page.data) {
-        if (typeof cursor === 'string' && cursorIndex < 0 && ev.id === cursor) cursorIndex = collected.length;
-        if (targets.has(ev.id) && !found.has(ev.id)) found.set(ev.id, collected.length);
-        collected.push(ev);
-      }
-      const cursorMet = typeof cursor !== 'string' || cursorIndex >= 0;
-      if (cursorMet && cursor !== null && found.size === targets.size) break;
-      const last = page.data[page.data.length - 1];
-      if (!page.has_more || !last) break;
-      after = last.id;
-    }
+    } while (!walk.exhausted && typeof cursor === 'string' && walk.indexOf(cursor) < 0);
 
     let fresh: E[];
     if (cursor === undefined) fresh = []; // baseline walk (made for a replay): nothing is "new" yet
-    else if (cursor === null) fresh = collected; // the job had no events at the baseline
-    else if (cursorIndex >= 0) fresh = collected.slice(0, cursorIndex);
+    else if (cursor === null) fresh = walk.events.slice(); // the job had no events at the baseline
     else {
-      // The cursor vanished upstream (should not happen: events are never deleted). Re-baseline
-      // rather than re-send the whole history.
-      this.opts.logger?.warn({ poller: this.key }, 'live poll: last seen event not found upstream; re-baselining');
-      fresh = [];
+      const at = walk.indexOf(cursor);
+      if (at >= 0) fresh = walk.events.slice(0, at);
+      else {
+        // The cursor vanished upstream (should not happen: events are never deleted). Re-baseline
+        // rather than re-send the whole history.
+        this.opts.logger?.warn({ poller: this.key }, 'live poll: last seen event not found upstream; re-baselining');
+        this.window.clear();
+        fresh = [];
+      }
     }
-    if (collected.length > 0) this.cursor = collected[0]!.id;
+    if (walk.length > 0) this.cursor = walk.events[0]!.id;
     else if (this.cursor === undefined) this.cursor = null;
 
     if (fresh.length > 0) {
@@ -305,16 +306,21 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
       this.publish({ kind: 'events', firstSeq, events });
     }
 
+    if (replays.length === 0) {
+      // Keep the window (if a replay started one) anchored at the cursor.
+      if (this.window.size > 0) this.window.merge(walk);
+      return;
+    }
+    const reached = await reachTargets(
+      { upstream: this.upstream, jobId: this.jobId, maxReplayEvents: this.opts.maxReplayEvents, window: this.window, stopped: () => this.isFinished },
+      walk,
+      replays.map((r) => r.after),
+    );
+    if (!reached) return;
     for (const r of replays) {
-      const index = found.get(r.after);
-      if (index === undefined) {
-        r.resolve({
-          ok: false,
-          failure: new LiveFailure('BAD_USER_INPUT', `after: the job ${this.jobId} has no event with id "${r.after}".`, 'after'),
-        });
-      } else {
-        r.resolve({ ok: true, events: collected.slice(0, index).reverse(), seq: this.seq });
-      }
+      const at = reached.get(r.after)!;
+      if (typeof at !== 'number') r.resolve({ ok: false, failure: at });
+      else r.resolve({ ok: true, events: walk.events.slice(0, at).reverse(), seq: this.seq });
     }
   }
 

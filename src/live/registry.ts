@@ -4,6 +4,8 @@ import { createPubSub, Repeater, type PubSub, type PubSubEventTarget } from 'gra
 import { LiveFailure } from './errors.js';
 import { isTerminal, JobPoller } from './poller.js';
 import { type InboxTarget, SubscriberInbox } from './inbox.js';
+import { pace } from './pace.js';
+import { CredentialCounter, tooManyReplays, tooManyWatchedJobs } from './replay.js';
 import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
 
 /**
@@ -41,7 +43,7 @@ export const DEFAULT_LIVE_OPTIONS: LiveOptions = {
   maxBacklog: 10_000,
   maxWatchedJobsPerCredential: 50,
   maxReplayEvents: 10_000,
-  maxConcurrentReplays: 4,
+  maxConcurrentReplays: 32,
 };
 
 /** Reads POLL_INTERVAL_MS and POLL_MAX_BACKOFF_MS (positive integers) over the defaults. */
@@ -77,12 +79,21 @@ export function watchKey(credential: string, jobId: string): string {
  * publish through a yoga pub/sub (`createPubSub`, which accepts a distributed event target such
  * as `@graphql-yoga/redis-event-target`); each stream filters what it has already delivered by
  * sequence number (events) or version (job states).
+ *
+ * Per credential, at most maxWatchedJobsPerCredential pollers and maxConcurrentReplays replays run
+ * at once; a stream past either gets LIMIT_EXCEEDED at once, and the credential's other streams go
+ * on. Long deliveries (replays, large batches) are paced (pace.ts), so they never hold the event loop.
  */
 export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEvent> implements LiveJobs<J, E> {
   readonly options: LiveOptions;
   private readonly pubsub: LivePubSub<J, E>;
   private readonly target: LiveEventTarget<J, E>;
   private readonly pollers = new Map<string, JobPoller<J, E>>();
+  /** Pollers per credential hash (maxWatchedJobsPerCredential), and the function that gives each one back. */
+  private readonly watched = new CredentialCounter();
+  private readonly unwatch = new Map<JobPoller<J, E>, () => void>();
+  /** Replays running per credential hash (maxConcurrentReplays). */
+  private readonly replays = new CredentialCounter();
   /** Enders of the live streams, so close() can end them. */
   private readonly streams = new Set<(failure: LiveFailure) => void>();
   private closed = false;
@@ -114,12 +125,14 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
     for (const end of [...this.streams]) end(failure);
     for (const p of this.pollers.values()) p.stop();
     this.pollers.clear();
+    this.unwatch.clear();
+    this.watched.clear();
   }
 
   jobUpdates(scope: LiveScope<J, E>, jobId: string): AsyncIterableIterator<J | LiveFailure> {
     return new Repeater<J | LiveFailure>(async (push, stop) => {
       const stream = this.open(scope, jobId, 'job', stop);
-      if (!stream) return void (await push(this.closedFailure()), stop());
+      if (stream instanceof LiveFailure) return void (await push(stream), stop());
       try {
         let version = 0;
         /** Pushes a state newer than the last one delivered; false once the stream must end. */
@@ -147,8 +160,14 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
 
   jobEvents(scope: LiveScope<J, E>, jobId: string, after?: string | null): AsyncIterableIterator<E | LiveFailure> {
     return new Repeater<E | LiveFailure>(async (push, stop) => {
+      // A replay holds one of the credential's replay slots until its last event is delivered.
+      let releaseReplay: (() => void) | undefined;
+      if (after != null) {
+        releaseReplay = this.replays.take(credentialHash(scope.credential), this.options.maxConcurrentReplays);
+        if (!releaseReplay) return void (await push(this.refuse(tooManyReplays(this.options.maxConcurrentReplays))), stop());
+      }
       const stream = this.open(scope, jobId, 'events', stop);
-      if (!stream) return void (await push(this.closedFailure()), stop());
+      if (stream instanceof LiveFailure) return void (releaseReplay?.(), await push(stream), stop());
       try {
         // `seq`: the sequence number of the last event this subscriber has; the poller's live
         // batches carry numbers, so the replay/live seam neither repeats nor skips an event.
@@ -159,11 +178,16 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
             if (stream.failure) await push(stream.failure);
             return;
           }
-          if (!replay.ok) return void (await push(replay.failure));
+          if (!replay.ok) return void (await push(this.refuse(replay.failure)));
+          // Paced (pace.ts): a long replay, times many subscribers, must not hold the event loop.
           for (const ev of replay.events) {
             await push(ev);
-            if (stream.stopped) return;
+            if (stream.stopped || stream.failure) break;
+            const p = pace();
+            if (p) await p;
           }
+          releaseReplay?.();
+          if (stream.stopped) return;
           seq = replay.seq;
         } else {
           seq = stream.poller.currentSeq();
@@ -179,10 +203,14 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
             seq = s;
             await push(msg.events[i]!);
             if (stream.stopped) return;
+            if (stream.failure) break;
+            const p = pace();
+            if (p) await p;
           }
         }
         if (stream.failure) await push(stream.failure);
       } finally {
+        releaseReplay?.();
         stream.close();
         stop();
       }
@@ -198,27 +226,45 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
     return new LiveFailure('SHUTTING_DOWN', 'The server is shutting down.');
   }
 
+  /** A failure that ends a stream, counted (observer.refused) when a limit refused it. */
+  private refuse(failure: LiveFailure): LiveFailure {
+    if (failure.limit) this.options.observer?.refused?.(failure.limit);
+    return failure;
+  }
+
+  /** Forgets a poller (finished or stopped), giving its credential's watched-job unit back. */
+  private drop(key: string, poller: JobPoller<J, E>): void {
+    if (this.pollers.get(key) === poller) this.pollers.delete(key);
+    this.unwatch.get(poller)?.();
+    this.unwatch.delete(poller);
+  }
+
   /**
    * Subscribes to the job's topic (synchronously, before anything is awaited, so no message
    * published from now on is missed) and takes a reference on its poller, starting it if needed.
+   * A failure instead when the registry is closed, or when a new poller would take the credential
+   * past maxWatchedJobsPerCredential (a job it already watches is always open to more streams).
    */
   private open(
     scope: LiveScope<J, E>,
     jobId: string,
     kind: 'job' | 'events',
     stop: PromiseLike<unknown> & (() => void),
-  ): LiveStream<J, E> | undefined {
-    if (this.closed) return undefined;
-    const key = watchKey(scope.credential, jobId);
+  ): LiveStream<J, E> | LiveFailure {
+    if (this.closed) return this.closedFailure();
+    const hash = credentialHash(scope.credential);
+    const key = `${hash}:${jobId}`;
     // The topic as createPubSub names it (`<routingKey>:<id>`).
     const topic = `live:${key}:${kind}`;
     let poller = this.pollers.get(key);
     let fresh = false;
     if (!poller || poller.isFinished) {
-      poller = new JobPoller<J, E>(key, jobId, scope.upstream, this.options, (msg) => this.publish(key, msg), (done) => {
-        if (this.pollers.get(key) === done) this.pollers.delete(key);
-      });
+      if (poller) this.drop(key, poller);
+      const release = this.watched.take(hash, this.options.maxWatchedJobsPerCredential);
+      if (!release) return this.refuse(tooManyWatchedJobs(this.options.maxWatchedJobsPerCredential));
+      poller = new JobPoller<J, E>(key, jobId, scope.upstream, this.options, (msg) => this.publish(key, msg), (done) => this.drop(key, done));
       this.pollers.set(key, poller);
+      this.unwatch.set(poller, release);
       fresh = true;
     }
     poller.refs++;
@@ -228,7 +274,7 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
       p.refs--;
       if (p.refs <= 0) {
         p.stop();
-        if (this.pollers.get(key) === p) this.pollers.delete(key);
+        this.drop(key, p);
       }
     });
     const endStream = (failure: LiveFailure) => stream.fail(failure);

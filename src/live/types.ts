@@ -79,11 +79,15 @@ export interface LiveOptions {
   maxWatchedJobsPerCredential: number;
   /** Longest replay for an `after` (MAX_REPLAY_EVENTS): an `after` further back is refused. Default 10000. */
   maxReplayEvents: number;
-  /** Replays one credential may have running at once (MAX_CONCURRENT_REPLAYS); beyond, LIMIT_EXCEEDED. Default 4. */
+  /** Replays one credential may have running at once (MAX_CONCURRENT_REPLAYS); beyond, LIMIT_EXCEEDED. Default 32. */
   maxConcurrentReplays: number;
   logger?: LiveLogger;
-  /** Metrics hooks (src/http/metrics.ts): how late each poll started against the time it was due. */
-  observer?: { pollLag?(ms: number): void };
+  /**
+   * Metrics hooks (src/http/metrics.ts): how late each poll started against the time it was due; a subscription
+   * refused by a limit, named as in `extensions.limit` (watchedJobs, replayEvents,
+   * concurrentReplays).
+   */
+  observer?: { pollLag?(ms: number): void; refused?(limit: string): void };
 }
 
 export interface LiveStats {

@@ -144,7 +144,7 @@ describe('configurable limits', () => {
       maxSubscriptionsPerSocket: 100,
       maxWatchedJobsPerCredential: 50,
       maxReplayEvents: 10_000,
-      maxConcurrentReplays: 4,
+      maxConcurrentReplays: 32,
       maxNodes: 100,
       maxUpstreamCalls: 100,
       maxJsonDepth: 16,

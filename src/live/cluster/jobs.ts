@@ -12,7 +12,10 @@
  *   - sequence numbers per (credential, job) kept in Redis, so a subscriber dedupes across a handover and notices a
  *     gap (then it catches up from the upstream); replays with `after` are served on any instance: the upstream is
  *     walked from `after` down to the last published id read from Redis, and the live stream continues from that
- *     id's sequence number, so the seam neither repeats nor skips an event.
+ *     id's sequence number, so the seam neither repeats nor skips an event;
+ *   - the limits of the single-process registry, counted per instance: per credential, at most
+ *     maxWatchedJobsPerCredential jobs with local subscribers and maxConcurrentReplays replays at once, and no replay
+ *     longer than maxReplayEvents (each watch keeps its own window of event ids, replay.ts); deliveries are paced.
  * The poller's upstream calls use the credential of a subscriber on the leader's instance (only instances with
  * subscribers take the lease); Redis only ever sees its hash.
  */
@@ -22,8 +25,10 @@ import type { Redis } from 'ioredis';
 import { Repeater } from 'graphql-yoga';
 import { classifyUpstreamError, LiveFailure } from '../errors.js';
 import { type InboxTarget, SubscriberInbox } from '../inbox.js';
+import { pace } from '../pace.js';
 import { isTerminal } from '../poller.js';
 import { credentialHash, DEFAULT_LIVE_OPTIONS, type LiveJobs } from '../registry.js';
+import { CredentialCounter, EventsWalk, EventWindow, reachTargets, type Reached, tooFarBack, tooManyReplays, tooManyWatchedJobs } from '../replay.js';
 import type { LiveEvent, LiveJob, LiveScope, LiveStats } from '../types.js';
 import { describe, JobLeader, jobHash, type LeaderEnd, type LeaderHost } from './leader.js';
 import { type JobKeys, jobKeys, Scripts } from './redis.js';
@@ -43,6 +48,10 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
   private readonly open_ = new Set<ClusterStream<J, E>>();
   /** Upstream walks in flight, shared by the streams that need the same one (see catchUp). */
   private readonly walks = new Map<string, Promise<Walk<E>>>();
+  /** Jobs with local subscribers per credential hash (maxWatchedJobsPerCredential, per instance). */
+  readonly watched = new CredentialCounter();
+  /** Replays running on this instance per credential hash (maxConcurrentReplays, per instance). */
+  private readonly replays = new CredentialCounter();
   private subscriptions = 0;
   private closed = false;
 
@@ -126,8 +135,14 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
 
   jobEvents(scope: LiveScope<J, E>, jobId: string, after?: string | null): AsyncIterableIterator<E | LiveFailure> {
     return new Repeater<E | LiveFailure>(async (push, stop) => {
+      // A replay holds one of the credential's replay slots (on this instance) until it has caught up.
+      let releaseReplay: (() => void) | undefined;
+      if (after != null) {
+        releaseReplay = this.replays.take(credentialHash(scope.credential), this.options.maxConcurrentReplays);
+        if (!releaseReplay) return void (await push(this.refuse(tooManyReplays(this.options.maxConcurrentReplays))), stop());
+      }
       const stream = this.open(scope, jobId, 'events', stop);
-      if (!stream) return void (await push(closedFailure()), stop());
+      if (stream instanceof LiveFailure) return void (releaseReplay?.(), await push(stream), stop());
       /** Sequence number of the last event of the stream (delivered, or skipped as the client has it). */
       let seq = 0;
       let epoch: string | undefined;
@@ -142,7 +157,11 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
           return true;
         }
         await push(ev);
-        return !stream.stopped;
+        if (stream.stopped || stream.failure) return false;
+        // Paced (pace.ts): a long replay or batch, times many subscribers, must not hold the event loop.
+        const p = pace();
+        if (p) await p;
+        return !stream.stopped && !stream.failure;
       };
 
       /**
@@ -154,7 +173,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
         for (let attempt = 0; ; attempt++) {
           let result: CatchUp<E> | LiveFailure | undefined;
           try {
-            result = await stream.until(this.catchUp(scope, jobId, stream.watch.keys, from, state, isAfter));
+            result = await stream.until(this.catchUp(scope, jobId, stream.watch, from, state, isAfter));
           } catch (err) {
             const kind = classifyUpstreamError(err);
             if (kind.fatal) result = new LiveFailure(kind.code, kind.message);
@@ -167,7 +186,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
           }
           if (result === undefined) return false;
           if (result instanceof LiveFailure) {
-            await push(result);
+            await push(this.refuse(result));
             return false;
           }
           if (result.skipUntil !== undefined && skipUntil === undefined) skipUntil = result.skipUntil;
@@ -193,7 +212,9 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
           if (msg.kind === 'state') state = { epoch: msg.epoch, seq: msg.seq, cursor: msg.cursor, version: 0, jobHash: '', notify: '0', ended: false };
         }
         if (after != null) {
-          if (!(await sync(after, state, true))) return;
+          const synced = await sync(after, state, true);
+          releaseReplay?.();
+          if (!synced) return;
         } else {
           epoch = state.epoch;
           seq = state.seq;
@@ -258,6 +279,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
         this.options.logger?.warn({ error: describe(err) }, 'live: events stream failed');
         await push(unavailable());
       } finally {
+        releaseReplay?.();
         stream.close();
         stop();
       }
@@ -267,7 +289,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
   jobUpdates(scope: LiveScope<J, E>, jobId: string): AsyncIterableIterator<J | LiveFailure> {
     return new Repeater<J | LiveFailure>(async (push, stop) => {
       const stream = this.open(scope, jobId, 'job', stop);
-      if (!stream) return void (await push(closedFailure()), stop());
+      if (stream instanceof LiveFailure) return void (await push(stream), stop());
       let epoch: string | undefined;
       let version = 0;
       let lastHash: string | undefined;
@@ -323,40 +345,72 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
 
   /**
    * The events after `from` up to the state's last published event (`cursor`), oldest first, from one upstream
-   * walk newest first down to `from`. Streams needing the same walk share it: a walk for (from, cursor) started
-   * after `cursor` was published, so it contains `cursor` if `cursor` is newer than `from`. When it does not, the
-   * client is ahead of the published stream (`from` is newer than `cursor`): nothing to replay, and the live
-   * events up to `from` are skipped.
+   * walk newest first down to `from` (bounded: see walkTo). Streams needing the same walk share it: a walk for
+   * (from, cursor) started after `cursor` was published, so it contains `cursor` if `cursor` is newer than `from`.
+   * When it does not, the client is ahead of the published stream (`from` is newer than `cursor`): nothing to
+   * replay, and the live events up to `from` are skipped.
    */
-  private async catchUp(scope: LiveScope<J, E>, jobId: string, keys: JobKeys, from: string | null, state: ClusterState, isAfter: boolean): Promise<CatchUp<E> | LiveFailure> {
-    const id = `${keys.state}\u0000${from ?? ''}\u0000${state.cursor ?? ''}`;
+  private async catchUp(scope: LiveScope<J, E>, jobId: string, watch: Watch<J, E>, from: string | null, state: ClusterState, isAfter: boolean): Promise<CatchUp<E> | LiveFailure> {
+    const id = `${watch.keys.state}\u0000${from ?? ''}\u0000${state.cursor ?? ''}`;
     let walk = this.walks.get(id);
     if (!walk) {
-      walk = walkDown(scope, jobId, from, this.options.eventsPageSize).finally(() => this.walks.delete(id));
+      walk = this.walkTo(scope, jobId, watch.window, from).finally(() => this.walks.delete(id));
       this.walks.set(id, walk);
     }
-    const { newer, found } = await walk;
-    if (!found) {
-      return isAfter
-        ? new LiveFailure('BAD_USER_INPUT', `after: the job ${jobId} has no event with id "${from}".`, 'after')
-        : new LiveFailure('UPSTREAM_UNAVAILABLE', 'The live stream lost track of the job\'s events; reconnect with `after` to resume.');
-    }
+    const { walk: read, at } = await walk;
+    if (typeof at !== 'number') return isAfter ? at : lostTrack();
+    const newer = read.events.slice(0, at);
     const cursor = state.cursor;
-    const at = cursor === null ? -1 : newer.findIndex((e) => e.id === cursor);
-    if (at >= 0) return { events: newer.slice(at).reverse(), lastId: cursor };
-    if (from === null && cursor !== null) {
-      return new LiveFailure('UPSTREAM_UNAVAILABLE', 'The live stream lost track of the job\'s events; reconnect with `after` to resume.');
-    }
+    const i = cursor === null ? -1 : newer.findIndex((e) => e.id === cursor);
+    if (i >= 0) return { events: newer.slice(i).reverse(), lastId: cursor };
+    if (from === null && cursor !== null) return lostTrack();
     return { events: [], lastId: cursor, skipUntil: from !== null && from !== cursor ? from : undefined };
   }
 
-  /** Subscribes the stream's listener (synchronously) and takes a reference on the job's watch. */
-  private open(scope: LiveScope<J, E>, jobId: string, kind: 'events' | 'job', stop: PromiseLike<unknown>): ClusterStream<J, E> | undefined {
-    if (this.closed) return undefined;
+  /**
+   * Reads the job's events newest first down to `from` (null: down to the first event), never further than
+   * maxReplayEvents events: first down to `from` or the watch's window top (one page when the window is empty),
+   * then on only for an id the window holds or the upstream confirms (replay.ts). `at`: the position of `from`
+   * (the events before it are newer), or why it is out of reach.
+   */
+  private async walkTo(scope: LiveScope<J, E>, jobId: string, window: EventWindow, from: string | null): Promise<Walk<E>> {
+    const max = this.options.maxReplayEvents;
+    const walk = new EventsWalk<E>(scope.upstream, jobId, this.options.eventsPageSize);
+    if (from === null) {
+      do await walk.next();
+      while (!walk.exhausted && walk.length <= max && !this.closed);
+      return { walk, at: walk.exhausted ? walk.length : tooFarBack(max) };
+    }
+    const top = window.top;
+    do await walk.next();
+    while (!walk.exhausted && walk.indexOf(from) < 0 && top !== undefined && walk.indexOf(top) < 0 && walk.length <= max && !this.closed);
+    const reached = await reachTargets({ upstream: scope.upstream, jobId, maxReplayEvents: max, window, stopped: () => this.closed }, walk, [from]);
+    return { walk, at: reached?.get(from) ?? closedFailure() };
+  }
+
+  /** A failure that ends a stream, counted (observer.refused) when a limit refused it. */
+  private refuse(failure: LiveFailure): LiveFailure {
+    if (failure.limit) this.options.observer?.refused?.(failure.limit);
+    return failure;
+  }
+
+  /**
+   * Subscribes the stream's listener (synchronously) and takes a reference on the job's watch. A failure instead
+   * when closed, or when the credential's local subscribers already watch maxWatchedJobsPerCredential other jobs
+   * on this instance (a job they already watch is always open to more streams).
+   */
+  private open(scope: LiveScope<J, E>, jobId: string, kind: 'events' | 'job', stop: PromiseLike<unknown>): ClusterStream<J, E> | LiveFailure {
+    if (this.closed) return closedFailure();
     const hash = credentialHash(scope.credential);
     const key = `${hash}:${jobId}`;
     let watch = this.watches.get(key);
-    if (!watch || watch.isClosed || watch.broken) {
+    const usable = watch !== undefined && !watch.isClosed && !watch.broken;
+    if (!usable || watch!.refs === 0) {
+      if (this.watched.count(hash) >= this.options.maxWatchedJobsPerCredential) {
+        return this.refuse(tooManyWatchedJobs(this.options.maxWatchedJobsPerCredential));
+      }
+    }
+    if (!watch || !usable) {
       watch = new Watch<J, E>(this, key, jobKeys(this.options.keyPrefix, hash, jobId), jobId, scope, () => {
         if (this.watches.get(key) === watch) this.watches.delete(key);
       });
@@ -385,26 +439,10 @@ interface CatchUp<E> {
   skipUntil?: string;
 }
 
-interface Walk<E> {
-  /** Events newer than `from`, newest first. */
-  newer: E[];
-  /** `from` was met (always true for null: the walk went to the first event). */
-  found: boolean;
-}
-
-async function walkDown<J extends LiveJob, E extends LiveEvent>(scope: LiveScope<J, E>, jobId: string, from: string | null, pageSize: number): Promise<Walk<E>> {
-  const newer: E[] = [];
-  let after: string | undefined;
-  for (;;) {
-    const page = await scope.upstream.listEvents(jobId, { after, limit: pageSize });
-    for (const ev of page.data) {
-      if (from !== null && ev.id === from) return { newer, found: true };
-      newer.push(ev);
-    }
-    const last = page.data[page.data.length - 1];
-    if (!page.has_more || !last) return { newer, found: from === null };
-    after = last.id;
-  }
+interface Walk<E extends LiveEvent> {
+  walk: EventsWalk<E>;
+  /** Position of `from` in the walk (the events before it are newer; for null, the walk's length), or why not. */
+  at: Reached;
 }
 
 /**
@@ -413,6 +451,10 @@ async function walkDown<J extends LiveJob, E extends LiveEvent>(scope: LiveScope
  */
 class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
   refs = 0;
+  /** Ids of the job's newest events read by this instance's replay walks (replay.ts). */
+  readonly window: EventWindow;
+  /** Gives back this watch's unit of its credential's watched jobs (held while it has local subscribers). */
+  private unwatch: (() => void) | undefined;
   /** Resolves once this instance's subscription to the job's channels is confirmed by Redis. */
   readonly ready: Promise<boolean>;
   private leader: JobLeader<J, E> | undefined;
@@ -430,6 +472,7 @@ class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
     private readonly scope: LiveScope<J, E>,
     private readonly onClosed: () => void,
   ) {
+    this.window = new EventWindow(owner.options.maxReplayEvents + 1);
     // One listener per channel for the watch's lifetime keeps the channels subscribed while streams come and go,
     // so a new stream's listener is live at once (redis-event-target dispatches to every local listener).
     const noop: Listener = () => undefined;
@@ -471,6 +514,8 @@ class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
   addRef(): void {
     this.refs++;
     if (this.refs !== 1) return;
+    // open() checked the limit; the unit is taken here so that the count follows refs exactly.
+    this.unwatch = this.owner.watched.take(credentialHash(this.scope.credential), Infinity);
     this.touchPresence();
     const every = Math.max(50, Math.floor(this.owner.options.presenceTtlMs / 3));
     this.presenceTimer = setInterval(() => this.touchPresence(), every);
@@ -480,6 +525,8 @@ class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
   dropRef(): void {
     this.refs--;
     if (this.refs > 0) return;
+    this.unwatch?.();
+    this.unwatch = undefined;
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     this.presenceTimer = undefined;
     this.clearLeadTimer();
@@ -568,6 +615,8 @@ class Watch<J extends LiveJob, E extends LiveEvent> implements LeaderHost {
   async close(release: boolean): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unwatch?.();
+    this.unwatch = undefined;
     this.clearLeadTimer();
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     this.presenceTimer = undefined;
@@ -608,6 +657,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function closedFailure(): LiveFailure {
   return new LiveFailure('SHUTTING_DOWN', 'The server is shutting down.');
+}
+
+function lostTrack(): LiveFailure {
+  return new LiveFailure('UPSTREAM_UNAVAILABLE', 'The live stream lost track of the job\'s events; reconnect with `after` to resume.');
 }
 
 function unavailable(): LiveFailure {

@@ -58,6 +58,8 @@ export interface ClusterObserver {
   leaseLost?(): void;
   /** A stream caught up from the upstream after a gap, a reset state or a reconnect. */
   resync?(): void;
+  /** A subscription was refused by a limit, named as in `extensions.limit` (see LiveOptions.observer). */
+  refused?(limit: string): void;
 }
 
 export interface ClusterOptions extends LiveOptions {
