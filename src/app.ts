@@ -28,6 +28,7 @@ import { createJsonFastPath } from './http/fast-path.js';
 import { createMetrics, type Metrics, readiness, runCheck } from './http/metrics.js';
 import { createAuthenticator } from './http/auth.js';
 import { createBrowserGuard } from './http/browser-guard.js';
+import { startStallSweep } from './http/stall-guard.js';
 import { createRequestRateLimiter, useRateLimit } from './http/plugins/use-rate-limit.js';
 import { createUploadGate } from './http/upload-gate.js';
 import { attachGraphQLWebSocket } from './http/websocket.js';
@@ -206,7 +207,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // The node bindings ({ incoming, outgoing }) let the service's fault injection drop a socket.
   const embeddedFetch = embedded?.fetch as ((req: Request, env?: unknown) => Response | Promise<Response>) | undefined;
   const v1 = embeddedFetch ? getRequestListener((req, env) => embeddedFetch(req, env)) : undefined;
-  const fastPath = config.fastPath ? createJsonFastPath(yoga, logger) : undefined;
+  const refused = { refused: (limit: string) => metrics?.refused(limit) };
+  const fastPath = config.fastPath ? createJsonFastPath(yoga, logger, refused) : undefined;
   const uploadAuth = createAuthenticator(config.auth, config.backend.apiKey);
   // Uploads hold their file in memory: MAX_CONCURRENT_UPLOADS at once, the others wait unread (src/http/upload-gate.ts).
   const uploads = createUploadGate({
@@ -344,7 +346,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   });
 
-  const wsHandle = attachGraphQLWebSocket(httpServer, yoga, guard);
+  const wsHandle = attachGraphQLWebSocket(httpServer, yoga, guard, refused);
+  // Responses whose client has stopped reading are cut after STREAM_STALL_TIMEOUT_MS (src/http/stall-guard.ts).
+  const stalls = startStallSweep(inflight, config.limits.streamStallTimeoutMs, (res, unsentBytes) => {
+    metrics?.refused('streamStall');
+    logger.warn({ reqId: res.getHeader('x-request-id'), unsentBytes, limit: config.limits.streamStallTimeoutMs }, 'client stopped reading: nothing sent for STREAM_STALL_TIMEOUT_MS; connection cut (SLOW_CONSUMER)');
+  });
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(config.port, config.host, () => {
@@ -364,6 +371,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const phase = (msg: string, extra: Record<string, unknown> = {}) =>
       logger.info({ phase: msg, elapsedMs: Date.now() - t0, ...extra }, `shutdown: ${msg}`);
     draining = true;
+    stalls.stop();
     // 1. No new connections; idle keep-alive sockets go now, busy ones after their response (Connection: close).
     const serverClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
     httpServer.closeIdleConnections();

@@ -76,6 +76,8 @@ export interface Limits {
   maxConcurrentUploads: number;
   /** Bytes queued for one streaming client (websocket or SSE) before it is cut as a slow consumer (STREAM_MAX_BUFFER_BYTES). */
   maxStreamBufferBytes: number;
+  /** An HTTP response whose client has taken none of its waiting bytes for this long is cut (STREAM_STALL_TIMEOUT_MS). */
+  streamStallTimeoutMs: number;
   /** Time to receive a whole request, body included (REQUEST_TIMEOUT_MS); slow clients are cut (408). */
   requestTimeoutMs: number;
   /** Time to receive a request's headers (HEADERS_TIMEOUT_MS). */
@@ -101,6 +103,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxJsonBytes: 64 * 1024,
   maxConcurrentUploads: 2,
   maxStreamBufferBytes: 4 * 1024 * 1024,
+  streamStallTimeoutMs: 30_000,
   requestTimeoutMs: 120_000,
   headersTimeoutMs: 10_000,
 };
@@ -434,6 +437,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxJsonBytes: positive(env.GRAPHQL_MAX_JSON_BYTES, DEFAULT_LIMITS.maxJsonBytes, 'GRAPHQL_MAX_JSON_BYTES'),
       maxConcurrentUploads: positive(env.MAX_CONCURRENT_UPLOADS, DEFAULT_LIMITS.maxConcurrentUploads, 'MAX_CONCURRENT_UPLOADS'),
       maxStreamBufferBytes: positive(env.STREAM_MAX_BUFFER_BYTES, DEFAULT_LIMITS.maxStreamBufferBytes, 'STREAM_MAX_BUFFER_BYTES'),
+      streamStallTimeoutMs: positive(env.STREAM_STALL_TIMEOUT_MS, DEFAULT_LIMITS.streamStallTimeoutMs, 'STREAM_STALL_TIMEOUT_MS'),
       requestTimeoutMs: positive(env.REQUEST_TIMEOUT_MS, DEFAULT_LIMITS.requestTimeoutMs, 'REQUEST_TIMEOUT_MS'),
       headersTimeoutMs: positive(env.HEADERS_TIMEOUT_MS, DEFAULT_LIMITS.headersTimeoutMs, 'HEADERS_TIMEOUT_MS'),
     },

@@ -1,13 +1,19 @@
 /**
- * The JSON fast path for GraphQL POSTs (see createJsonFastPath).
+ * The JSON fast path for GraphQL POSTs (see createJsonFastPath), and how it streams a subscription's answer
+ * (see pipeStream).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type DocumentNode, type ExecutionResult, getOperationAST, GraphQLError } from 'graphql/index.js';
+import { DEFAULT_LIMITS } from '../config.js';
 import { type Logger, requestIdOf } from '../log.js';
 import { NodeHeaders } from '../util/node-headers.js';
 import { bodyTooLarge, securityOf, type YogaServer } from './yoga.js';
 
-const MAX_JSON_BODY = 1024 * 1024;
+/** Hooks for metrics (all optional). */
+export interface FastPathObserver {
+  /** A stream cut by a limit (streamBuffer: STREAM_MAX_BUFFER_BYTES). */
+  refused?(limit: string): void;
+}
 
 /**
  * The JSON fast path: `POST /graphql` with a JSON body (from scripts, servers and browsers alike: GraphiQL's
@@ -16,8 +22,12 @@ const MAX_JSON_BODY = 1024 * 1024;
  * times the GraphQL work itself here. Browsers get yoga's own CORS headers for their Origin. Everything else
  * (GraphiQL's page, GET, multipart uploads, SSE, subscriptions, CORS preflights) goes to yoga.
  * Set GRAPHQL_FAST_PATH=0 to send every request to yoga.
+ *
+ * A subscription in a plain JSON POST is answered by yoga as a stream (text/event-stream), which this path
+ * passes on with backpressure (pipeStream): nothing more is taken from the stream while the client's socket is
+ * full, and a client with more than limits.maxStreamBufferBytes unsent is cut.
  */
-export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
+export function createJsonFastPath(yoga: YogaServer, logger: Logger, observer: FastPathObserver = {}) {
   const send = (res: ServerResponse, status: number, body: string, contentType: string) => {
     res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -28,10 +38,14 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
   /** Documents (the parser cache's objects, so the same one each time a query repeats) known to be valid. */
   const validDocuments = new WeakSet<DocumentNode>();
 
+  const limits = securityOf(yoga)?.limits ?? DEFAULT_LIMITS;
   // The same body limit as yoga's path (src/http/yoga.ts, MAX_BODY_BYTES).
-  const maxBody = securityOf(yoga)?.limits.maxBodyBytes ?? MAX_JSON_BODY;
+  const maxBody = limits.maxBodyBytes;
 
-  /** Lets yoga answer a request whose body was already read (rare cases: errors), through its Fetch API. */
+  /**
+   * Lets yoga answer a request whose body was already read, through its Fetch API: rare cases (errors), and
+   * subscriptions, which yoga answers as a stream.
+   */
   const delegate = async (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     const headers: [string, string][] = [];
     for (const [k, v] of Object.entries(req.headers)) {
@@ -43,16 +57,16 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
     response.headers.forEach((v, k) => (outHeaders[k] = v));
     const type = response.headers.get('content-type') ?? '';
     if (response.body && (type.startsWith('text/event-stream') || type.startsWith('multipart/mixed'))) {
-      // A stream (yoga answers a subscription in a plain JSON POST over SSE): passed on as it comes.
+      // A stream (yoga answers a subscription in a plain JSON POST over SSE).
       res.writeHead(response.status, outHeaders);
-      const reader = response.body.getReader();
-      res.once('close', () => void reader.cancel().catch(() => undefined));
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done || res.destroyed) break;
-        res.write(value);
+      const outcome = await pipeStream(response.body, res, limits.maxStreamBufferBytes);
+      if (outcome.slowConsumer) {
+        observer.refused?.('streamBuffer');
+        logger.warn(
+          { reqId: requestIdOf(req), unsentBytes: outcome.unsentBytes, limit: limits.maxStreamBufferBytes },
+          'stream client too slow: unsent bytes over STREAM_MAX_BUFFER_BYTES; connection cut (SLOW_CONSUMER)',
+        );
       }
-      res.end();
       return;
     }
     const out = Buffer.from(await response.arrayBuffer());
@@ -160,6 +174,61 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger) {
     });
     return true;
   };
+}
+
+/**
+ * Writes a stream's chunks to `res` with backpressure, then ends it: when the socket is full (`write` returns
+ * false) nothing more is read from the stream until it drains, so a client that reads slowly holds the
+ * server's streams back (a subscription's events then wait in the live layer, whose backlog is bounded) rather than
+ * filling the server's memory. If a write still leaves more than `maxUnsentBytes` unsent, the client is cut
+ * (the connection is destroyed: an HTTP stream has no way to say why once it has started). As a socket reports
+ * itself full from 16 KiB on, that takes one chunk larger than the limit, or a limit below 16 KiB. The stream
+ * is cancelled when the client goes away or is cut, which ends the subscription behind it.
+ */
+export async function pipeStream(
+  body: ReadableStream<Uint8Array>,
+  res: ServerResponse,
+  maxUnsentBytes: number,
+): Promise<{ slowConsumer: boolean; unsentBytes?: number }> {
+  const reader = body.getReader();
+  const cancel = () => void reader.cancel().catch(() => undefined);
+  res.once('close', cancel);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || res.destroyed) break;
+      if (res.write(value)) continue;
+      if (res.writableLength > maxUnsentBytes) {
+        const unsentBytes = res.writableLength;
+        res.destroy();
+        return { slowConsumer: true, unsentBytes };
+      }
+      await drainOrClose(res);
+      if (res.destroyed) break;
+    }
+    if (!res.destroyed) res.end();
+    return { slowConsumer: false };
+  } catch (err) {
+    // The stream failed (yoga ends a failing subscription with an error event first, so this is rare): cut.
+    res.destroy();
+    throw err;
+  } finally {
+    res.off('close', cancel);
+    if (res.destroyed) cancel();
+  }
+}
+
+/** Resolves when `res` can take more data, or has closed. */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 const PARAMS = new Set(['query', 'variables', 'operationName', 'extensions']);

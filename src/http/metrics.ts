@@ -55,6 +55,8 @@ export interface Metrics {
   live: { pollLag(ms: number): void; leaseAcquired(): void; leaseLost(): void; resync(): void; refused(limit: string): void };
   /** The live module whose gauges are read at each scrape. */
   setLive(live: LiveGauges): void;
+  /** An operation or stream refused or cut by a limit outside GraphQL execution (named as in `extensions.limit`). */
+  refused(limit: string): void;
   /** Answers GET /metrics. */
   serve(res: ServerResponse): Promise<void>;
 }
@@ -168,9 +170,9 @@ export function createMetrics(opts: { labelWindowMs?: number } = {}): Metrics {
     registers: [registry],
   });
 
-  const liveRefusals = new Counter({
-    name: 'ftgql_live_refusals_total',
-    help: 'Subscriptions refused by a live limit (watchedJobs, replayEvents, concurrentReplays)',
+  const limitRefusals = new Counter({
+    name: 'ftgql_limit_refusals_total',
+    help: 'Operations and streams refused or cut by a limit outside GraphQL execution (subscriptionsPerSocket, streamBuffer, streamStall, watchedJobs, replayEvents, concurrentReplays)',
     labelNames: ['limit'] as const,
     registers: [registry],
   });
@@ -232,8 +234,9 @@ export function createMetrics(opts: { labelWindowMs?: number } = {}): Metrics {
       leaseAcquired: () => leasesAcquired.inc(),
       leaseLost: () => leasesLost.inc(),
       resync: () => resyncs.inc(),
-      refused: (limit) => liveRefusals.inc({ limit }),
+      refused: (limit) => limitRefusals.inc({ limit }),
     },
+    refused: (limit) => limitRefusals.inc({ limit }),
     setLive(l) {
       live = l;
     },

@@ -151,6 +151,7 @@ describe('configurable limits', () => {
       maxJsonBytes: 64 * 1024,
       maxConcurrentUploads: 2,
       maxStreamBufferBytes: 4 * 1024 * 1024,
+      streamStallTimeoutMs: 30_000,
       requestTimeoutMs: 120_000,
       headersTimeoutMs: 10_000,
     });
