@@ -5,7 +5,7 @@ import { LiveFailure } from './errors.js';
 import { isTerminal, JobPoller } from './poller.js';
 import { type InboxTarget, SubscriberInbox } from './inbox.js';
 import { pace } from './pace.js';
-import { CredentialCounter, tooManyReplays, tooManyWatchedJobs } from './replay.js';
+import { CredentialCounter, ReplaySlots, tooManyReplays, tooManyWatchedJobs } from './replay.js';
 import type { LiveEvent, LiveJob, LiveMessage, LiveOptions, LiveScope, LiveStats } from './types.js';
 
 /**
@@ -93,7 +93,7 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
   private readonly watched = new CredentialCounter();
   private readonly unwatch = new Map<JobPoller<J, E>, () => void>();
   /** Replays running per credential hash (maxConcurrentReplays). */
-  private readonly replays = new CredentialCounter();
+  private readonly replays = new ReplaySlots();
   /** Enders of the live streams, so close() can end them. */
   private readonly streams = new Set<(failure: LiveFailure) => void>();
   private closed = false;
@@ -121,6 +121,8 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
 
   async close(): Promise<void> {
     this.closed = true;
+    // Replays waiting for a slot wake and find the server closed.
+    this.replays.clear();
     const failure = new LiveFailure('SHUTTING_DOWN', 'The server is shutting down; reconnect (with `after` for events) to resume.');
     for (const end of [...this.streams]) end(failure);
     for (const p of this.pollers.values()) p.stop();
@@ -163,8 +165,12 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
       // A replay holds one of the credential's replay slots until its last event is delivered.
       let releaseReplay: (() => void) | undefined;
       if (after != null) {
-        releaseReplay = this.replays.take(credentialHash(scope.credential), this.options.maxConcurrentReplays);
-        if (!releaseReplay) return void (await push(this.refuse(tooManyReplays(this.options.maxConcurrentReplays))), stop());
+        // Beyond MAX_CONCURRENT_REPLAYS running, it waits for a slot (a bounded number may wait).
+        releaseReplay = await this.replays.acquire(credentialHash(scope.credential), this.options.maxConcurrentReplays, stop);
+        if (!releaseReplay) {
+          if (this.closed) return void (await push(this.closedFailure()), stop());
+          return void (await push(this.refuse(tooManyReplays(this.options.maxConcurrentReplays))), stop());
+        }
       }
       const stream = this.open(scope, jobId, 'events', stop);
       if (stream instanceof LiveFailure) return void (releaseReplay?.(), await push(stream), stop());

@@ -259,12 +259,69 @@ export function tooManyWatchedJobs(max: number): LiveFailure {
   );
 }
 
+/** Replays that may wait for a slot, per credential, for each one MAX_CONCURRENT_REPLAYS lets run. */
+export const REPLAY_WAITERS_PER_SLOT = 8;
+
 export function tooManyReplays(max: number): LiveFailure {
   return new LiveFailure(
     'LIMIT_EXCEEDED',
-    `Too many replays (subscriptions with \`after\`) running at once with this credential: at most ${max} ` +
-      '(MAX_CONCURRENT_REPLAYS). Retry once one of them has caught up.',
+    `Too many replays (subscriptions with \`after\`) at once with this credential: ${max} run at a time ` +
+      `(MAX_CONCURRENT_REPLAYS) and ${max * REPLAY_WAITERS_PER_SLOT} more may wait for them. Retry once some have caught up.`,
     'after',
     'concurrentReplays',
   );
+}
+
+/**
+ * Replay slots per credential hash: `max` replays run at once, later ones wait in arrival order (a reconnect storm
+ * after a restart is served, a few at a time) up to `max` × REPLAY_WAITERS_PER_SLOT; beyond that, none is given.
+ */
+export class ReplaySlots {
+  private readonly running = new CredentialCounter();
+  private readonly waiting = new Map<string, (() => void)[]>();
+
+  /**
+   * Resolves with the function that gives the slot back, once one is free; undefined at once when too many wait,
+   * or when `abandoned` settles first (the subscriber left while waiting).
+   */
+  async acquire(hash: string, max: number, abandoned: PromiseLike<unknown>): Promise<(() => void) | undefined> {
+    const release = this.running.take(hash, max);
+    if (release) return this.handing(hash, release);
+    const queue = this.waiting.get(hash) ?? [];
+    if (queue.length >= max * REPLAY_WAITERS_PER_SLOT) return undefined;
+    this.waiting.set(hash, queue);
+    let wake!: () => void;
+    const woken = new Promise<void>((r) => (wake = r));
+    queue.push(wake);
+    const leave = () => {
+      const i = queue.indexOf(wake);
+      if (i !== -1) queue.splice(i, 1);
+      if (queue.length === 0 && this.waiting.get(hash) === queue) this.waiting.delete(hash);
+    };
+    const outcome = await Promise.race([woken.then(() => 'woken' as const), Promise.resolve(abandoned).then(() => 'abandoned' as const)]);
+    leave();
+    if (outcome === 'abandoned') {
+      // Woken in the same turn as abandoned: pass the slot on rather than keep it.
+      return undefined;
+    }
+    const taken = this.running.take(hash, max);
+    return taken ? this.handing(hash, taken) : this.acquire(hash, max, abandoned);
+  }
+
+  /** The slot's release, which also wakes the first waiter of the credential. */
+  private handing(hash: string, release: () => void): () => void {
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      release();
+      this.waiting.get(hash)?.[0]?.();
+    };
+  }
+
+  clear(): void {
+    this.running.clear();
+    for (const queue of this.waiting.values()) for (const wake of queue) wake();
+    this.waiting.clear();
+  }
 }

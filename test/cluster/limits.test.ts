@@ -82,11 +82,14 @@ describe('cluster mode: per-credential limits, per instance', () => {
     await waitUntil(() => onB3.items.length >= 2 && moreA1.items.length >= 2 && onA1.items.length >= before + 3);
     expect([onA1, onA2, onB3, moreA1].flatMap((s) => s.errors)).toEqual([]);
 
-    // One replay at a time per credential on an instance: slow events pages keep the first one walking.
+    // One replay at a time per credential on an instance: slow events pages keep the first one walking; 8 more
+    // wait for it, the next is refused at once.
     const [first] = await restEvents(up, j1);
     up.emulator.setFaults({ latencyMs: 1_500, routes: ['GET /v1/fine_tuning/jobs/:id/events'] });
     const r1 = collect<Ev>(subscriber(a), EVENTS_SUB, { jobId: j1, after: first!.id }, 'fineTuningJobEvents');
     await sleep(100);
+    const waiting = Array.from({ length: 8 }, () => collect<Ev>(subscriber(a), EVENTS_SUB, { jobId: j1, after: first!.id }, 'fineTuningJobEvents'));
+    await sleep(200);
     const t1 = Date.now();
     const r2 = collect<Ev>(subscriber(a), EVENTS_SUB, { jobId: j1, after: first!.id }, 'fineTuningJobEvents');
     await r2.done;
@@ -95,7 +98,11 @@ describe('cluster mode: per-credential limits, per instance', () => {
     expect(r1.items).toEqual([]);
     up.emulator.setFaults(undefined);
     const rest = await restEvents(up, j1);
-    await waitUntil(() => r1.items.length >= rest.length - 1 || r1.errors.length > 0);
+    await waitUntil(() => [r1, ...waiting].every((r) => r.items.length >= rest.length - 1 || r.errors.length > 0), 30_000);
+    for (const w of waiting) {
+      expect(w.errors).toEqual([]);
+      expect(w.items.slice(0, rest.length - 1).map((e) => e.id)).toEqual(rest.slice(1).map((e) => e.id));
+    }
     expect(r1.errors).toEqual([]);
     expect(r1.items.slice(0, rest.length - 1).map((e) => e.id)).toEqual(rest.slice(1).map((e) => e.id));
     for (const s of [onA1, onA2, onB3, moreA1, r1]) s.stop();

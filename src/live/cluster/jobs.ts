@@ -28,7 +28,7 @@ import { type InboxTarget, SubscriberInbox } from '../inbox.js';
 import { pace } from '../pace.js';
 import { isTerminal } from '../poller.js';
 import { credentialHash, DEFAULT_LIVE_OPTIONS, type LiveJobs } from '../registry.js';
-import { CredentialCounter, EventsWalk, EventWindow, reachTargets, type Reached, tooFarBack, tooManyReplays, tooManyWatchedJobs } from '../replay.js';
+import { CredentialCounter, ReplaySlots, EventsWalk, EventWindow, reachTargets, type Reached, tooFarBack, tooManyReplays, tooManyWatchedJobs } from '../replay.js';
 import type { LiveEvent, LiveJob, LiveScope, LiveStats } from '../types.js';
 import { describe, JobLeader, jobHash, type LeaderEnd, type LeaderHost } from './leader.js';
 import { type JobKeys, jobKeys, Scripts } from './redis.js';
@@ -51,7 +51,7 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
   /** Jobs with local subscribers per credential hash (maxWatchedJobsPerCredential, per instance). */
   readonly watched = new CredentialCounter();
   /** Replays running on this instance per credential hash (maxConcurrentReplays, per instance). */
-  private readonly replays = new CredentialCounter();
+  private readonly replays = new ReplaySlots();
   private subscriptions = 0;
   private closed = false;
 
@@ -124,6 +124,8 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Replays waiting for a slot wake and find the server closed.
+    this.replays.clear();
     const failure = new LiveFailure('SHUTTING_DOWN', 'The server is shutting down; reconnect (with `after` for events) to resume.');
     for (const end of [...this.streams]) end(failure);
     // Leases are given back and announced, so that another instance takes over at once.
@@ -138,8 +140,12 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
       // A replay holds one of the credential's replay slots (on this instance) until it has caught up.
       let releaseReplay: (() => void) | undefined;
       if (after != null) {
-        releaseReplay = this.replays.take(credentialHash(scope.credential), this.options.maxConcurrentReplays);
-        if (!releaseReplay) return void (await push(this.refuse(tooManyReplays(this.options.maxConcurrentReplays))), stop());
+        // Beyond MAX_CONCURRENT_REPLAYS running, it waits for a slot (a bounded number may wait).
+        releaseReplay = await this.replays.acquire(credentialHash(scope.credential), this.options.maxConcurrentReplays, stop);
+        if (!releaseReplay) {
+          if (this.closed) return void (await push(closedFailure()), stop());
+          return void (await push(this.refuse(tooManyReplays(this.options.maxConcurrentReplays))), stop());
+        }
       }
       const stream = this.open(scope, jobId, 'events', stop);
       if (stream instanceof LiveFailure) return void (releaseReplay?.(), await push(stream), stop());
