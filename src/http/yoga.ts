@@ -45,6 +45,7 @@ import type { Upstream } from '../upstream/client.js';
 import { sanitizeMessage } from '../upstream/errors.js';
 import { type AuthResult, type Authenticator, createAuthenticator, operationAuthError } from './auth.js';
 import { useJsonLimits } from './plugins/use-json-limits.js';
+import { usePerEventContext } from './plugins/use-per-event-context.js';
 import { useUpstreamCost } from './plugins/use-upstream-cost.js';
 
 export type YogaServer = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
@@ -437,6 +438,7 @@ export function createYogaServer(
       // After the others (metrics, rate limit): a refusal here is still counted, and a rate-limited request costs no estimate.
       useJsonLimits(limits),
       useUpstreamCost(limits),
+      usePerEventContext(),
     ],
   });
   security.set(yoga, {

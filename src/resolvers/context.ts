@@ -100,3 +100,13 @@ export function createContext(
     log,
   };
 }
+
+/**
+ * Fresh per-execution state for a subscription's next event (see src/http/plugins/use-per-event-context.ts):
+ * loaders, Pothos' context caches and the upstream-call allowance.
+ */
+export function renewForNextEvent(ctx: GraphQLContext): void {
+  Object.assign(ctx, initContextCache());
+  ctx.loaders = new RequestLoaders(ctx.api);
+  ctx.calls?.reset();
+}

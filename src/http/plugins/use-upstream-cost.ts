@@ -11,7 +11,7 @@
  *
  * An envelop hook, so it runs for yoga's HTTP path, the JSON fast path and graphql-ws alike. The request's call
  * budget (src/resolvers/call-budget.ts) enforces the same limit on the calls really made; for a subscription,
- * whose selection runs once per event, it is renewed after each event.
+ * whose selection runs once per event, it is renewed after each event (use-per-event-context.ts).
  */
 import type { DocumentNode, ExecutionArgs, ExecutionResult } from 'graphql/index.js';
 import { GraphQLError } from 'graphql/index.js';
@@ -62,11 +62,7 @@ export function useUpstreamCost(limits: Pick<Limits, 'maxUpstreamCalls' | 'maxNo
   };
   return {
     onExecute: check as never,
-    onSubscribe: (payload) => {
-      check(payload as unknown as Hook);
-      const calls = payload.args.contextValue.calls;
-      // Each event runs the selection anew (the same context): its own allowance.
-      return calls ? { onSubscribeResult: () => ({ onNext: () => calls.reset() }) } : undefined;
-    },
+    // Each event of a subscription runs the selection anew, with its own allowance (use-per-event-context.ts).
+    onSubscribe: check as never,
   };
 }
