@@ -1,11 +1,12 @@
-import { configDefaults, defineConfig } from 'vitest/config';
+import { defineProject } from 'vitest/config';
 
 /**
  * Test files that measure time or memory under load (a server's latency while another client floods it, RSS
  * while uploads or slow readers pile up). Run beside the rest of the suite on a 2-core machine they measure the
- * other test files instead, so `npm test` runs them afterwards, one file at a time (the `timing` project).
+ * other test files instead, so `npm test` runs them afterwards, one file at a time (the `gateway-timing` project
+ * of the root's vitest.config.ts).
  */
-const TIMING = [
+export const TIMING = [
   'test/live/limits.test.ts',
   'test/security/websocket-flood.test.ts',
   'test/hardening/backpressure.test.ts',
@@ -14,25 +15,18 @@ const TIMING = [
   'test/cluster/fanout.test.ts',
 ];
 
-/** What both projects share. */
-const shared = {
+/** What the gateway's projects share. */
+export const shared = {
   testTimeout: 60_000,
   hookTimeout: 60_000,
   pool: 'forks' as const,
-  // Two cores here: run test files two at a time so that timing-sensitive suites stay stable.
-  maxWorkers: 2,
   // The secret-leak check of the whole suite: every test file's responses, websocket frames and logs are
   // teed and searched for the run's keys and tokens (test/security/leak-tee.ts).
   globalSetup: ['test/security/leak-global.ts'],
   setupFiles: ['test/security/leak-tee.ts'],
 };
 
-export default defineConfig({
-  test: {
-    ...shared,
-    projects: [
-      { test: { ...shared, name: 'suite', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...TIMING] } },
-      { test: { ...shared, name: 'timing', include: TIMING, fileParallelism: false } },
-    ],
-  },
+// This package's suite on its own (`npm test` in this directory), every file including the timing ones.
+export default defineProject({
+  test: { ...shared, name: 'gateway', include: ['test/**/*.test.ts'] },
 });

@@ -6,7 +6,7 @@
  *
  *   npm run bench:emulator            (BENCH_SECONDS=3 BENCH_CONCURRENCY=16 BENCH_JOBS=200)
  *
- * The service runs as its own process (`node --import tsx src/emulator/main.ts`, a temporary SQLite file), so that
+ * The service runs as its own process (`node --import tsx src/main.ts`, a temporary SQLite file), so that
  * the load generator does not share its event loop.
  */
 import { spawn } from 'node:child_process';
@@ -23,7 +23,7 @@ const JOBS = Number(process.env.BENCH_JOBS ?? 200);
 const KEY = 'sk-bench';
 
 async function startService(dbPath: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/emulator/main.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/main.ts')], {
     cwd: ROOT,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', EMULATOR_DB: dbPath, EMULATOR_STEP_MS: '100000' },
     stdio: ['ignore', 'pipe', 'inherit'],

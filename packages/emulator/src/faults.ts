@@ -3,7 +3,7 @@
  *
  *   createEmulator({ faults: { errorRate: 0.1, rateLimitRate: 0.05, dropRate: 0.05, seed: 7 } })
  *   emulator.setFaults({ latencyMs: 300, routes: ['GET *'] });   // at run time; setFaults(undefined) turns them off
- *   EMULATOR_FAULTS='{"errorRate":0.2,"seed":1}' npm run emulator   // the standalone (or embedded) service
+ *   EMULATOR_FAULTS='{"errorRate":0.2,"seed":1}' npm run emulator   // the standalone service (env.ts)
  *
  * Each request under /v1 that matches `routes` draws one number u in [0, 1) from a seeded PRNG (mulberry32) and
  * gets at most one of these faults, in this order of the cumulative rates (their sum must be at most 1):
@@ -143,22 +143,6 @@ export function validateFaults(input: unknown): FaultOptions {
     for (const r of f.routes as string[]) parseRoute(r);
   }
   return { ...(f as FaultOptions) };
-}
-
-/** `EMULATOR_FAULTS` (a JSON object of FaultOptions); undefined when unset or empty. */
-export function faultsFromEnv(raw: string | undefined): FaultOptions | undefined {
-  if (raw === undefined || raw.trim() === '') return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new Error('EMULATOR_FAULTS must be a JSON object, e.g. {"errorRate":0.2,"seed":1}');
-  }
-  try {
-    return validateFaults(parsed);
-  } catch (err) {
-    throw new Error(`EMULATOR_FAULTS: ${(err as Error).message}`);
-  }
 }
 
 /** A short description for a start-up line (rates and latency only). */

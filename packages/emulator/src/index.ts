@@ -3,14 +3,17 @@
  * really runs jobs, durably, in SQLite.
  *
  *   const emulator = createEmulator({ dbPath: ':memory:', stepMs: 10 });
- *   emulator.start();                       // starts the scheduler, recovers unfinished jobs
- *   serve({ fetch: emulator.fetch });       // every route is under /v1
+ *   emulator.start();                                 // starts the scheduler, recovers unfinished jobs
+ *   createServer(requestListener(emulator)).listen(); // node:http; every route is under /v1
+ *   await emulator.fetch(new Request(...));           // or in-process, as a fetch handler
  *   emulator.setFaults({ errorRate: 0.2 }); // fault injection at run time (faults.ts); undefined turns it off
  *   await emulator.close();
  *
  * A database file is held by one service at a time (store.ts): createEmulator throws DatabaseInUseError when
  * another one, in this process or another, has it open; close() (or the process's end) lets it go.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { routePath } from 'hono/route';
 import { authMiddleware } from './auth.js';
@@ -24,8 +27,10 @@ import { Scheduler } from './scheduler.js';
 import { Store } from './store.js';
 import * as training from './training/index.js';
 
-export type { EmulatorOptions, FaultOptions, RequestInfo } from './options.js';
-export { DatabaseInUseError } from './store.js';
+export { type Environment, faultsFromEnv, optionsFromEnv } from './env.js';
+export { describeFaults, validateFaults } from './faults.js';
+export { DEFAULT_DB_PATH, type EmulatorOptions, type FaultKind, type FaultOptions, type RequestInfo, type ResolvedOptions } from './options.js';
+export { DatabaseInUseError, type Store } from './store.js';
 
 export interface Emulator {
   /** The Hono app; routes are under /v1/... */
@@ -139,4 +144,16 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     options: opts,
     store,
   };
+}
+
+/** A node:http request listener. */
+export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The service as a node:http request listener (`createServer(requestListener(emulator))`, or mounted under /v1 of
+ * another server). It hands the node bindings to `fetch`, so that injected faults can drop the socket.
+ */
+export function requestListener(emulator: Pick<Emulator, 'fetch'>): RequestListener {
+  const listener = getRequestListener((req, env) => emulator.fetch(req, env));
+  return (req, res) => void listener(req, res);
 }

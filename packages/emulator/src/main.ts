@@ -1,16 +1,16 @@
 /**
  * The local fine-tuning service on its own: `npm run emulator`.
- *   PORT (default 4010), HOST (default 127.0.0.1), EMULATOR_DB (default ./data/emulator.db),
- *   EMULATOR_STEP_MS (default 200),
- *   EMULATOR_FAULTS (fault injection, a JSON object of FaultOptions, e.g. '{"errorRate":0.2,"seed":1}'; see faults.ts),
+ *   PORT (default 4010), HOST (default 127.0.0.1), and the EMULATOR_* variables of env.ts: EMULATOR_DB (default
+ *   ./data/emulator.db), EMULATOR_STEP_MS (default 200), EMULATOR_MAX_UPLOAD_BYTES, EMULATOR_FAULTS (fault
+ *   injection, a JSON object of FaultOptions, e.g. '{"errorRate":0.2,"seed":1}'; see faults.ts),
  *   EMULATOR_HONOUR_IDEMPOTENCY_KEYS (default 1; 0 ignores Idempotency-Key like an upstream without support).
  * Closes cleanly on SIGTERM/SIGINT. If it cannot start (e.g. another local service holds the database file, see
  * store.ts), it prints one line "Cannot start: …" on stderr and exits 1.
  */
 import { createServer } from 'node:http';
-import { getRequestListener } from '@hono/node-server';
+import { optionsFromEnv } from './env.js';
 import { describeFaults } from './faults.js';
-import { createEmulator, type Emulator } from './index.js';
+import { createEmulator, type Emulator, requestListener } from './index.js';
 
 const port = Number(process.env.PORT ?? 4010);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -22,11 +22,11 @@ function cannotStart(err: unknown): never {
 
 let emulator: Emulator;
 try {
-  emulator = createEmulator();
+  emulator = createEmulator(optionsFromEnv(process.env));
 } catch (err) {
   cannotStart(err);
 }
-const server = createServer(getRequestListener(emulator.fetch));
+const server = createServer(requestListener(emulator));
 server.keepAliveTimeout = 65_000;
 server.once('error', cannotStart); // e.g. the port is taken
 

@@ -1,5 +1,5 @@
 /** Options of the local fine-tuning service, with their defaults. */
-import { type FaultKind, type FaultOptions, faultsFromEnv } from './faults.js';
+import type { FaultKind, FaultOptions } from './faults.js';
 
 export interface RequestInfo {
   method: string;
@@ -17,31 +17,32 @@ export interface RequestInfo {
 export type { FaultKind, FaultOptions } from './faults.js';
 
 /**
- * The standalone service's database (`npm run emulator`) when neither `dbPath` nor $EMULATOR_DB is given. The
- * service embedded in `npm start` passes its own default (src/http/embedded.ts), so that both can run at once.
+ * The database when `dbPath` is not given (the standalone `npm run emulator` without $EMULATOR_DB). The service
+ * embedded in the gateway's `npm start` passes its own default (packages/gateway/src/http/embedded.ts), so that
+ * both can run at once.
  */
 export const DEFAULT_DB_PATH = './data/emulator.db';
 
 export interface EmulatorOptions {
   /**
-   * SQLite path or ':memory:'. Default: $EMULATOR_DB or ./data/emulator.db. A file is held by one service at a
-   * time: opening one that another service holds throws DatabaseInUseError (store.ts).
+   * SQLite path or ':memory:'. Default: ./data/emulator.db. A file is held by one service at a time: opening one
+   * that another service holds throws DatabaseInUseError (store.ts).
    */
   dbPath?: string;
-  /** Wall time of one training step in ms. Default: $EMULATOR_STEP_MS or 200. */
+  /** Wall time of one training step in ms. Default 200. */
   stepMs?: number;
   /** Called once per request, after the response is ready. */
   onRequest?: (info: RequestInfo) => void;
-  /** Upload size cap in bytes. Default: $EMULATOR_MAX_UPLOAD_BYTES or 64 MiB. */
+  /** Upload size cap in bytes. Default 64 MiB. */
   maxUploadBytes?: number;
   /** SQLite synchronous level. NORMAL survives SIGKILL; FULL also survives power loss. Default NORMAL. */
   synchronous?: 'NORMAL' | 'FULL';
   /** How long idempotency keys are kept, in ms. Default 24 h. */
   idempotencyTtlMs?: number;
-  /** Fault injection (see faults.ts), off by default. When the key is absent: $EMULATOR_FAULTS (JSON) if set. */
+  /** Fault injection (see faults.ts), off by default. */
   faults?: FaultOptions;
   /**
-   * Honour `Idempotency-Key` on POSTs (default true; $EMULATOR_HONOUR_IDEMPOTENCY_KEYS=0 turns it off). With
+   * Honour `Idempotency-Key` on POSTs (default true). With
    * false the header is ignored, like an upstream without idempotency support, so each repeat creates again.
    */
   honourIdempotencyKeys?: boolean;
@@ -69,19 +70,16 @@ function positiveNumber(name: string, v: unknown): number {
 }
 
 export function resolveOptions(opts: EmulatorOptions = {}): ResolvedOptions {
-  const stepMs = positiveNumber('stepMs', opts.stepMs ?? process.env.EMULATOR_STEP_MS ?? 200);
+  const stepMs = positiveNumber('stepMs', opts.stepMs ?? 200);
   return {
-    dbPath: opts.dbPath ?? (process.env.EMULATOR_DB || DEFAULT_DB_PATH),
+    dbPath: opts.dbPath ?? DEFAULT_DB_PATH,
     stepMs,
     onRequest: opts.onRequest,
-    maxUploadBytes: positiveNumber(
-      'maxUploadBytes',
-      opts.maxUploadBytes ?? process.env.EMULATOR_MAX_UPLOAD_BYTES ?? 64 * 1024 * 1024,
-    ),
+    maxUploadBytes: positiveNumber('maxUploadBytes', opts.maxUploadBytes ?? 64 * 1024 * 1024),
     synchronous: opts.synchronous ?? 'NORMAL',
     idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 60 * 60 * 1000,
-    faults: 'faults' in opts ? opts.faults : faultsFromEnv(process.env.EMULATOR_FAULTS),
-    honourIdempotencyKeys: opts.honourIdempotencyKeys ?? process.env.EMULATOR_HONOUR_IDEMPOTENCY_KEYS !== '0',
+    faults: opts.faults,
+    honourIdempotencyKeys: opts.honourIdempotencyKeys ?? true,
     validationMs: 5 * stepMs,
     queueMs: 5 * stepMs,
   };

@@ -187,10 +187,9 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const { getRequestListener } = await import('@hono/node-server');
-  const { createEmulator } = await import('../src/emulator/index.js');
+  const { createEmulator, requestListener } = await import('@finetune-graphql/emulator');
   const OpenAI = (await import('openai')).default;
-  const { createTrainingJob } = await import('../test/helpers/emulator.js');
+  const { createTrainingJob } = await import('@finetune-graphql/emulator/testing');
   const retrieves: { path: string; at: number }[] = [];
   const emulator = createEmulator({
     dbPath: ':memory:',
@@ -199,7 +198,7 @@ async function main(): Promise<void> {
       if (info.route === 'GET /v1/fine_tuning/jobs/:id') retrieves.push({ path: info.path, at: Date.now() });
     },
   });
-  const upstream = createServer(getRequestListener(emulator.fetch));
+  const upstream = createServer(requestListener(emulator));
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   emulator.start();
   const baseURL = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;

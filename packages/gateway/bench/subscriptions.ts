@@ -49,8 +49,7 @@ type UpMsg =
 // Upstream process: the local fine-tuning service with an event-insert hook and request counts.
 // ---------------------------------------------------------------------------------------------
 async function runUpstream(): Promise<void> {
-  const { getRequestListener } = await import('@hono/node-server');
-  const { createEmulator } = await import('../src/emulator/index.js');
+  const { createEmulator, requestListener } = await import('@finetune-graphql/emulator');
   const dir = mkdtempSync(join(tmpdir(), 'bench-subs-'));
   const counts: Record<string, number> = {};
   const emulator = createEmulator({
@@ -70,7 +69,7 @@ async function runUpstream(): Promise<void> {
     insert(e);
     process.send!({ t: 'event', job: e.job_id, id: e.id, at: now() } satisfies UpMsg);
   };
-  const server = createServer(getRequestListener(emulator.fetch));
+  const server = createServer(requestListener(emulator));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   emulator.start();
   process.on('message', (m: { t: string }) => {
@@ -137,7 +136,7 @@ async function main(): Promise<void> {
 
   // 2. Jobs that keep running through the measurement (long enough training).
   const { default: OpenAI, toFile } = await import('openai');
-  const { trainingJsonl } = await import('../test/helpers/emulator.js');
+  const { trainingJsonl } = await import('@finetune-graphql/emulator/testing');
   const sdk = new OpenAI({ apiKey: KEY, baseURL, maxRetries: 0 });
   const file = await sdk.files.create({ file: await toFile(Buffer.from(trainingJsonl(50)), 'train.jsonl'), purpose: 'fine-tune' });
   const jobs: string[] = [];

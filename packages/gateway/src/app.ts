@@ -19,7 +19,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { getRequestListener } from '@hono/node-server';
 import { type DocumentNode, getOperationAST, type GraphQLError } from 'graphql/index.js';
 import type { Plugin } from 'graphql-yoga';
 import { type Config, describeBackend, type EmbeddedV1Access } from './config.js';
@@ -204,9 +203,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       opts.extendContext?.(ctx);
     },
   });
-  // The node bindings ({ incoming, outgoing }) let the service's fault injection drop a socket.
-  const embeddedFetch = embedded?.fetch as ((req: Request, env?: unknown) => Response | Promise<Response>) | undefined;
-  const v1 = embeddedFetch ? getRequestListener((req, env) => embeddedFetch(req, env)) : undefined;
+  const v1 = embedded?.listener;
   const refused = { refused: (limit: string) => metrics?.refused(limit) };
   const fastPath = config.fastPath ? createJsonFastPath(yoga, logger, refused) : undefined;
   const uploadAuth = createAuthenticator(config.auth, config.backend.apiKey);
@@ -253,7 +250,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     if (url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?')) {
       const refused = v1 ? embeddedV1Refusal(config.embeddedV1, req.headers.authorization) : undefined;
       if (!v1 || refused) return openAiError(res, refused ?? NO_V1);
-      void v1(req, res);
+      v1(req, res);
       return;
     }
     const path = url.split('?', 1)[0];

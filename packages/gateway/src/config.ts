@@ -119,7 +119,13 @@ export interface Config {
     apiKey: string;
   };
   /** Options of the embedded local service (only used when backend.kind is `embedded`). */
-  emulator: { dbPath?: string; stepMs?: number };
+  emulator: {
+    /**
+     * The EMULATOR_* variables (EMULATOR_DB, EMULATOR_STEP_MS, EMULATOR_FAULTS, …), read by the local service's own
+     * options parser (optionsFromEnv of @finetune-graphql/emulator) when it starts embedded.
+     */
+    env: Readonly<Record<string, string>>;
+  };
   upstream: {
     /** Budget of one upstream call, retries included, in milliseconds (UPSTREAM_TIMEOUT_MS, default 30 s). */
     timeoutMs: number;
@@ -393,8 +399,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host,
     backend,
     emulator: {
-      dbPath: env.EMULATOR_DB || undefined,
-      stepMs: env.EMULATOR_STEP_MS ? int(env.EMULATOR_STEP_MS, 200, 'EMULATOR_STEP_MS') : undefined,
+      env: Object.fromEntries(
+        Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('EMULATOR_') && e[1] !== undefined),
+      ),
     },
     upstream: {
       timeoutMs: int(env.UPSTREAM_TIMEOUT_MS, 30_000, 'UPSTREAM_TIMEOUT_MS'),

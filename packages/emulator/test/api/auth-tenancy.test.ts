@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectApiError, type RunningEmulator, startEmulator, uploadTraining } from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
+import { expectApiError, type RunningEmulator, startEmulator, uploadTraining } from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
 
 describe('authentication', () => {
   let svc: RunningEmulator;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type OpenAI from 'openai';
-import { type SpawnedEmulator, spawnEmulator, startEmulator, trainingJsonl, uploadTraining, waitFor, waitForStatus } from '../helpers/emulator.js';
+import { type SpawnedEmulator, spawnEmulator, startEmulator, trainingJsonl, uploadTraining, waitFor, waitForStatus } from '../kit/index.js';
 
 type Event = OpenAI.FineTuning.Jobs.FineTuningJobEvent;
 

@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toFile } from 'openai';
 import type OpenAI from 'openai';
-import { expectApiError, type RunningEmulator, startEmulator, uploadTraining } from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
+import { expectApiError, type RunningEmulator, startEmulator, uploadTraining } from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
 
 type Body = Record<string, unknown>;
 

@@ -14,10 +14,10 @@ import {
   trainingJsonl,
   uploadTraining,
   waitForStatus,
-} from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
-import { modelTokenLimit } from '../../src/emulator/training/index.js';
-import { expectedTrainedTokens } from './token-count.js';
+} from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
+import { modelTokenLimit } from '../../src/training/index.js';
+import { expectedTrainedTokens } from '../kit/token-count.js';
 
 type Event = OpenAI.FineTuning.Jobs.FineTuningJobEvent;
 

@@ -7,8 +7,8 @@ import {
   startEmulator,
   trainingJsonl,
   uploadTraining,
-} from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
+} from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
 
 describe('files API', () => {
   let svc: RunningEmulator;

@@ -7,8 +7,8 @@ import {
   startEmulator,
   trainingJsonl,
   uploadTraining,
-} from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
+} from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
 
 const withKey = (key: string) => ({ headers: { 'Idempotency-Key': key } });
 /** OpenAI returns user_provided_suffix on jobs; the SDK's type does not declare it. */

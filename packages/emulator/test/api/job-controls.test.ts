@@ -8,8 +8,8 @@ import {
   uploadTraining,
   waitFor,
   waitForStatus,
-} from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
+} from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
 
 async function allEvents(client: OpenAI, jobId: string) {
   const out: OpenAI.FineTuning.Jobs.FineTuningJobEvent[] = [];

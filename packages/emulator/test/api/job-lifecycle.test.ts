@@ -15,9 +15,9 @@ import {
   trainingJsonl,
   uploadTraining,
   waitForStatus,
-} from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
-import { expectedTrainedTokens } from './token-count.js';
+} from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
+import { expectedTrainedTokens } from '../kit/token-count.js';
 
 type Event = OpenAI.FineTuning.Jobs.FineTuningJobEvent;
 type Job = OpenAI.FineTuning.Jobs.FineTuningJob;

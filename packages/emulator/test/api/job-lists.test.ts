@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type OpenAI from 'openai';
-import { expectApiError, type RunningEmulator, startEmulator, uploadTraining } from '../helpers/emulator.js';
-import { expectMatchesSchema } from '../helpers/spec.js';
+import { expectApiError, type RunningEmulator, startEmulator, uploadTraining } from '../kit/index.js';
+import { expectMatchesSchema } from '../kit/spec.js';
 
 describe('listing fine-tuning jobs', () => {
   let svc: RunningEmulator;

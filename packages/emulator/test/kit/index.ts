@@ -1,19 +1,34 @@
 /**
- * Test helpers for the local fine-tuning service:
- *  - startEmulator(): in-process service behind a real node http server on 127.0.0.1:0;
- *  - spawnEmulator(): the standalone service as a child process (for the crash test);
- *  - JSONL fixtures: valid chat examples with varied content, and bad variants.
+ * The local fine-tuning service's test kit (also the gateway's, as `@finetune-graphql/emulator/testing`):
+ *  - startEmulator(): the service in this process behind a real node http server on 127.0.0.1 (restartable on
+ *    the same port and database), every request it saw recorded;
+ *  - spawnEmulator(): the standalone service (`npm run emulator`'s entry) as a child process;
+ *  - runEntry()/startEntry(): any TypeScript entry file as a child process, to its end or to its start-up line;
+ *  - waits, REST helpers, JSONL fixtures (valid chat examples with varied content, and bad variants).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { getRequestListener } from '@hono/node-server';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import OpenAI, { toFile } from 'openai';
-import { createEmulator, type Emulator, type EmulatorOptions, type RequestInfo } from '../../src/emulator/index.js';
+import { newEventId } from '../../src/ids.js';
+import {
+  createEmulator,
+  DatabaseInUseError,
+  type Emulator,
+  type EmulatorOptions,
+  type RequestInfo,
+  requestListener,
+} from '../../src/index.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** This package's directory. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** The standalone service's entry file (`npm run emulator`). */
+export const EMULATOR_ENTRY = resolve(PACKAGE_ROOT, 'src/main.ts');
+/** tsx's loader, by URL, so that children can run in any working directory. */
+export const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 export const DEFAULT_KEY = 'sk-test-alice';
 
@@ -21,48 +36,91 @@ function sdkClient(baseURL: string, apiKey: string): OpenAI {
   return new OpenAI({ apiKey, baseURL, maxRetries: 0, timeout: 20_000 });
 }
 
+/** A request the service answered (or dropped), with the time its hook ran. */
+export type TimedRequest = RequestInfo & { at: number };
+
 export interface RunningEmulator {
   url: string;
   /** url + '/v1', what the SDK wants. */
   baseURL: string;
-  emulator: Emulator;
-  /** Every request the service saw, in order (fed by its onRequest hook). */
-  requests: RequestInfo[];
+  port: number;
+  /** The service now (restart() replaces it). */
+  readonly emulator: Emulator;
+  /** Every request the service saw, in order (fed by its onRequest hook), with the time it was reported. */
+  requests: TimedRequest[];
+  /** Requests of one route ("POST /v1/fine_tuning/jobs"). */
+  count(route: string): number;
   client(key?: string): OpenAI;
+  /** Closes the listener (dropping open connections) and the service; a database file stays. */
+  stop(): Promise<void>;
+  /** Starts the service again with the same options, on the same port (for a database file: the same data). */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
+/**
+ * The service on 127.0.0.1 (port 0 unless given), by default in memory with 10 ms steps, started (its scheduler
+ * running) unless `autoStart` is false.
+ */
 export async function startEmulator(
-  opts: EmulatorOptions & { autoStart?: boolean } = {},
+  opts: Omit<EmulatorOptions, 'onRequest'> & {
+    autoStart?: boolean;
+    port?: number;
+    /** The key of client() without an argument (DEFAULT_KEY). */
+    key?: string;
+    /** Called for each request once it is recorded. */
+    onRequest?: (r: TimedRequest) => void;
+  } = {},
 ): Promise<RunningEmulator> {
-  const requests: RequestInfo[] = [];
-  const { autoStart = true, onRequest, ...rest } = opts;
-  const emulator = createEmulator({
-    dbPath: ':memory:',
-    stepMs: 10,
-    ...rest,
-    onRequest: (info) => {
-      requests.push(info);
-      onRequest?.(info);
-    },
-  });
-  const server: Server = createServer(getRequestListener(emulator.fetch));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  if (autoStart) emulator.start();
-  const { port } = server.address() as AddressInfo;
+  const requests: TimedRequest[] = [];
+  const { autoStart = true, onRequest, port: wantedPort = 0, key = DEFAULT_KEY, ...rest } = opts;
+  let emulator: Emulator;
+  let server: Server;
+  let port = wantedPort;
+  let running = false;
+  const start = async () => {
+    emulator = createEmulator({
+      dbPath: ':memory:',
+      stepMs: 10,
+      ...rest,
+      onRequest: (info) => {
+        const r = { ...info, at: Date.now() };
+        requests.push(r);
+        onRequest?.(r);
+      },
+    });
+    server = createServer(requestListener(emulator));
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolveListen());
+    });
+    port = (server.address() as AddressInfo).port;
+    if (autoStart) emulator.start();
+    running = true;
+  };
+  const stop = async () => {
+    if (!running) return;
+    running = false;
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await emulator.close();
+  };
+  await start();
   const url = `http://127.0.0.1:${port}`;
   const baseURL = `${url}/v1`;
   return {
     url,
     baseURL,
-    emulator,
-    requests,
-    client: (key = DEFAULT_KEY) => sdkClient(baseURL, key),
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-      await emulator.close();
+    port,
+    get emulator() {
+      return emulator;
     },
+    requests,
+    count: (route: string) => requests.filter((r) => r.route === route).length,
+    client: (k = key) => sdkClient(baseURL, k),
+    stop,
+    restart: start,
+    close: stop,
   };
 }
 
@@ -76,12 +134,12 @@ export interface SpawnedEmulator {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start `node --import tsx src/emulator/main.ts` as a child process and wait for its start-up line. */
+/** Start `node --import tsx src/main.ts` as a child process and wait for its start-up line. */
 export async function spawnEmulator(opts: { dbPath: string; stepMs: number; port?: number }): Promise<SpawnedEmulator> {
   // `node --import tsx`, not the tsx CLI: the CLI runs the script in a second process, which a SIGKILL
   // of the CLI would leave running. Here the signal reaches the service itself.
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/emulator/main.ts')], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, EMULATOR_ENTRY], {
+    cwd: PACKAGE_ROOT,
     env: {
       ...process.env,
       PORT: String(opts.port ?? 0),
@@ -124,6 +182,104 @@ export async function spawnEmulator(opts: { dbPath: string; stepMs: number; port
       return exited;
     },
   };
+}
+
+// ------------------------------------------------------------------------------------------ entry files as children
+
+/** Children started by runEntry/startEntry; killEntries() ends those still running (an afterAll). */
+const children: ChildProcess[] = [];
+
+/** The environment of a child: this one's, without anything that would choose a backend or a database. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const base = { ...process.env };
+  for (const name of ['EMULATOR_DB', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'REDIS_URL', 'AUTH_MODE', 'GATEWAY_TOKENS']) {
+    delete base[name];
+  }
+  return { ...base, PORT: '0', HOST: '127.0.0.1', EMULATOR_STEP_MS: '40', ...env };
+}
+
+export interface EntryResult {
+  code: number | null;
+  output: string;
+  /** True when it was still running after the time limit (it started), and was killed. */
+  killed: boolean;
+}
+
+/** Runs the TypeScript entry file `entry` to its end (killing it after `timeoutMs`, which counts as "it started"). */
+export function runEntry(entry: string, env: Record<string, string>, timeoutMs = 20_000): Promise<EntryResult> {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, entry], { cwd: PACKAGE_ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  return new Promise<EntryResult>((r) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    // 'close', not 'exit': the output is complete only once the pipes are.
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      r({ code, output, killed: signal === 'SIGKILL' });
+    });
+  });
+}
+
+/** Starts `entry` in `cwd` and resolves once `ready` matches its output (its start-up line). */
+export function startEntry(cwd: string, entry: string, env: Record<string, string>, ready: RegExp) {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, entry], { cwd, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let output = '';
+  return new Promise<{ match: RegExpExecArray; output: () => string }>((resolveStart, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${entry} did not start:\n${output}`)), 30_000);
+    const onData = (c: Buffer) => {
+      output += c.toString();
+      const m = ready.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolveStart({ match: m, output: () => output });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${entry} exited (${code ?? signal}) before start-up:\n${output}`));
+    });
+  });
+}
+
+/** SIGKILLs every child of runEntry/startEntry still running. */
+export function killEntries(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+/**
+ * Throws unless `result` is a refusal to open `dbPath`: exit 1, one line naming the file, that another local
+ * service holds it, and what to do.
+ */
+export function assertDatabaseRefusal(result: EntryResult, dbPath: string): void {
+  const problems: string[] = [];
+  if (result.killed) problems.push('it started instead of refusing');
+  if (result.code !== 1) problems.push(`exit code ${result.code} (wanted 1)`);
+  const lines = result.output.trim().split('\n');
+  if (lines.length !== 1) problems.push(`${lines.length} lines of output (wanted 1)`);
+  if (lines[0] !== `Cannot start: ${new DatabaseInUseError(dbPath).message}`) problems.push('not the DatabaseInUseError line');
+  if (!lines[0].includes(dbPath)) problems.push('the file is not named');
+  if (!/in use by another local fine-tuning service/.test(lines[0])) problems.push('the holder is not named');
+  if (!/stop that one, or set EMULATOR_DB to another file/.test(lines[0])) problems.push('no advice');
+  if (problems.length) throw new Error(`not a refusal of ${dbPath}: ${problems.join('; ')}:\n${result.output}`);
+}
+
+/**
+ * Writes `count` history events into a job (Store.insertEvent, what the scheduler writes for each step), in one
+ * transaction, as the job's newest events; in milliseconds where the service would take `count` steps.
+ */
+export function seedEvents(emulator: Emulator, jobId: string, count: number): void {
+  const { store } = emulator;
+  const now = Math.floor(Date.now() / 1000);
+  store.db.transaction(() => {
+    for (let i = 1; i <= count; i++) {
+      store.insertEvent({ id: newEventId(), job_id: jobId, created_at: now, level: 'info', message: `Seeded history event ${i}/${count}`, type: 'message', data: {} });
+    }
+  })();
 }
 
 /** Poll `fn` every `stepMs` until it returns a truthy value; throw after `timeoutMs`, or at once if `fn` throws. */

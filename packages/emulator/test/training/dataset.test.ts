@@ -2,7 +2,7 @@
  * prepareDataset: every validation rule, with the exact line named, and what a good file gives.
  */
 import { describe, expect, it } from 'vitest';
-import { prepareDataset, prepareDatasetAsync, type DatasetResult, type PrepareOptions } from '../../src/emulator/training/index.js';
+import { prepareDataset, prepareDatasetAsync, type DatasetResult, type PrepareOptions } from '../../src/training/index.js';
 import { chatRows, completionRows, dpoRows, toJsonl, type Row } from './helpers.js';
 
 const CHAT: PrepareOptions = { model: 'gpt-4o-mini-2024-07-18', method: 'supervised', role: 'training_file' };

@@ -8,7 +8,7 @@ import {
   autoLearningRateMultiplier,
   planTraining,
   type TokenizedExample,
-} from '../../src/emulator/training/index.js';
+} from '../../src/training/index.js';
 
 const examples = (n: number, billable = (i: number) => 10 + i): TokenizedExample[] =>
   Array.from({ length: n }, (_, i) => ({ tokens: [1, 2, 3], trainMask: [false, true, true], billableTokens: billable(i) }));

@@ -16,8 +16,8 @@ import {
   type DatasetResult,
   type PrepareOptions,
   type TokenizedExample,
-} from '../../src/emulator/training/index.js';
-import { getEncoder } from '../../src/emulator/training/tokenizer.js';
+} from '../../src/training/index.js';
+import { getEncoder } from '../../src/training/tokenizer.js';
 import { chatRows, completionRows, countExample, countMessages, dpoRows, toJsonl, type Row } from './helpers.js';
 
 const opts = (model: string, extra: Partial<PrepareOptions> = {}): PrepareOptions => ({

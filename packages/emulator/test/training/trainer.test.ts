@@ -13,8 +13,8 @@ import {
   type StepMetrics,
   type TokenizedExample,
   type Trainer,
-} from '../../src/emulator/training/index.js';
-import { mixSeed, permutation } from '../../src/emulator/training/prng.js';
+} from '../../src/training/index.js';
+import { mixSeed, permutation } from '../../src/training/prng.js';
 import { chatRows, completionRows, dpoRows, toJsonl } from './helpers.js';
 
 function examplesOf(content: string, o: Partial<PrepareOptions> = {}): TokenizedExample[] {

@@ -5,12 +5,11 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
-import { getRequestListener } from '@hono/node-server';
-import { createEmulator } from '../../src/emulator/index.js';
+import { createEmulator, requestListener } from '@finetune-graphql/emulator';
 
 const { dbPath, stepMs } = workerData as { dbPath: string; stepMs: number };
 const emulator = createEmulator({ dbPath, stepMs });
-const server = createServer(getRequestListener(emulator.fetch));
+const server = createServer(requestListener(emulator));
 server.keepAliveTimeout = 65_000;
 server.listen(0, '127.0.0.1', () => {
   emulator.start();

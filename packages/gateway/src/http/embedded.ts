@@ -1,6 +1,8 @@
 /**
- * The embedded local fine-tuning service, served at /v1 when no upstream is configured.
+ * The embedded local fine-tuning service (the @finetune-graphql/emulator package), served at /v1 when no upstream
+ * is configured.
  */
+import type { Emulator, RequestListener } from '@finetune-graphql/emulator';
 import type { Config } from '../config.js';
 
 /**
@@ -11,18 +13,18 @@ import type { Config } from '../config.js';
 export const EMBEDDED_DB_PATH = './data/embedded.db';
 
 export interface EmbeddedService {
-  fetch(req: Request): Response | Promise<Response>;
-  start?(): void;
+  /** The service in-process, as a fetch handler (the gateway's upstream client calls it without a socket). */
+  fetch: Emulator['fetch'];
+  /** The service as a node:http listener, for /v1 from outside. */
+  listener: RequestListener;
   close(): Promise<void>;
 }
 
 export async function startEmbedded(config: Config): Promise<EmbeddedService> {
-  // Imported lazily: a server with a configured upstream never opens the local database.
-  const { createEmulator } = (await import('../emulator/index.js')) as {
-    createEmulator(opts: { dbPath?: string; stepMs?: number }): EmbeddedService;
-  };
-  const emulator = createEmulator({ dbPath: config.emulator.dbPath ?? EMBEDDED_DB_PATH, stepMs: config.emulator.stepMs });
-  emulator.start?.();
-  return emulator;
+  // Imported lazily: a server with a configured upstream never loads the local service (nor opens its database).
+  const { createEmulator, optionsFromEnv, requestListener } = await import('@finetune-graphql/emulator');
+  const options = optionsFromEnv(config.emulator.env);
+  const emulator = createEmulator({ ...options, dbPath: options.dbPath ?? EMBEDDED_DB_PATH });
+  emulator.start();
+  return { fetch: emulator.fetch, listener: requestListener(emulator), close: () => emulator.close() };
 }
-

@@ -13,9 +13,9 @@ import WebSocket from 'ws';
 import { startServer, type RunningServer } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { liveOptionsFromEnv } from '../../src/live/index.js';
-import type { EmulatorOptions, RequestInfo } from '../../src/emulator/index.js';
+import type { EmulatorOptions } from '@finetune-graphql/emulator';
 import { registerEnvSecrets } from '../security/leak-state.js';
-import { createTrainingJob, restEventsOf, type RunningEmulator, startEmulator, waitUntil as sharedWaitUntil } from '../helpers/emulator.js';
+import { createTrainingJob, restEventsOf, type RunningEmulator, startEmulator, type TimedRequest, waitUntil as sharedWaitUntil } from '@finetune-graphql/emulator/testing';
 import { ROOT, spawnServerProcess } from '../helpers/processes.js';
 import { collectWs } from '../helpers/subscriptions.js';
 
@@ -72,17 +72,17 @@ export async function deletePrefix(redis: Redis, prefix: string): Promise<void> 
 
 // ---- upstream ------------------------------------------------------------------------------------------------------
 
-export type TimedRequest = RequestInfo & { at: number };
+export type { TimedRequest };
 
 export interface Upstream extends RunningEmulator {
+  /** Every request the service answered (its `requests`). */
   timed: TimedRequest[];
 }
 
 /** The local fine-tuning service with small step times; `autoStart: false` holds jobs until emulator.start(). */
-export async function startUpstream(opts: EmulatorOptions & { autoStart?: boolean } = {}): Promise<Upstream> {
-  const timed: TimedRequest[] = [];
-  const up = await startEmulator({ ...opts, onRequest: (info) => timed.push({ ...info, at: Date.now() }) });
-  return Object.assign(up, { timed });
+export async function startUpstream(opts: Omit<EmulatorOptions, 'onRequest'> & { autoStart?: boolean } = {}): Promise<Upstream> {
+  const up = await startEmulator(opts);
+  return Object.assign(up, { timed: up.requests });
 }
 
 /** Upstream reads of one job since `since`: retrieves (one per poll) and events pages. */

@@ -10,7 +10,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDIS_COMMAND_TIMEOUT_MS } from '../../src/upstream/idempotency-redis.js';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 import { type Gateway, KEY, startGateway, startUpstream, type Upstream } from '../hardening/helpers.js';
 
 const CREATE = `mutation Create($input: CreateFineTuningJobInput!) {

@@ -21,7 +21,7 @@ import {
   startUpstream,
   type Upstream,
 } from './helpers.js';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 
 const prefix = newPrefix();
 const redis = redisClient();

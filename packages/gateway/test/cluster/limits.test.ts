@@ -112,7 +112,7 @@ describe('cluster mode: per-credential limits, per instance', () => {
     // One poll a minute: the events calls counted below are the replays' own.
     const { up, a, b } = await setup(600_000, { POLL_INTERVAL_MS: '60000' });
     const jobId = await createJob(up, 3);
-    seedEvents(up.emulator.store, jobId, 10_500);
+    seedEvents(up.emulator, jobId, 10_500);
     const history = (await restEvents(up, jobId)).map((e) => e.id);
     // The job is watched on both instances (each keeps its own window of ids while it watches the job).
     const keep = [a, b].map((inst) => collect<Ev>(subscriber(inst), EVENTS_SUB, { jobId }, 'fineTuningJobEvents'));

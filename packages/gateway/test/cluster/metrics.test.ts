@@ -24,7 +24,7 @@ import {
   waitUntil,
   wsClient,
 } from './helpers.js';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 
 const prefix = newPrefix();
 const redis = redisClient();

@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/app.js';
 import { LOCAL_API_KEY, loadConfig } from '../../src/config.js';
-import { trainingJsonl, waitFor } from '../helpers/emulator.js';
+import { trainingJsonl, waitFor } from '@finetune-graphql/emulator/testing';
 
 let server: RunningServer;
 

@@ -5,7 +5,7 @@
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chatExamples, dpoJsonl, startEmulator, toJsonl, trainingJsonl, type RunningEmulator, waitFor } from '../helpers/emulator.js';
+import { chatExamples, dpoJsonl, startEmulator, toJsonl, trainingJsonl, type RunningEmulator, waitFor } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 
 const KEY = 'sk-test-flow-0123456789';

@@ -4,7 +4,7 @@
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, trainingJsonl, uploadTraining, type RunningEmulator, waitForStatus } from '../helpers/emulator.js';
+import { startEmulator, trainingJsonl, uploadTraining, type RunningEmulator, waitForStatus } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 
 const KEY = 'sk-test-nodes-and-errors';

@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trainingJsonl, uploadTraining, waitUntil } from '../helpers/emulator.js';
+import { trainingJsonl, uploadTraining, waitUntil } from '@finetune-graphql/emulator/testing';
 import { sseEvents } from '../helpers/subscriptions.js';
 import { jsonLines, sleep, spawnServer, type SpawnedServer, startUpstream, type Upstream } from './helpers.js';
 

@@ -7,8 +7,8 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { startServer, type RunningServer, type StartOptions } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import type { EmulatorOptions, RequestInfo } from '../../src/emulator/index.js';
-import { type RunningEmulator, startEmulator } from '../helpers/emulator.js';
+import type { EmulatorOptions } from '@finetune-graphql/emulator';
+import { type RunningEmulator, startEmulator, type TimedRequest } from '@finetune-graphql/emulator/testing';
 import { ROOT, type ServerProcess, spawnServerProcess } from '../helpers/processes.js';
 
 export { ROOT };
@@ -16,31 +16,18 @@ export { ROOT };
 export const KEY = 'sk-hardening-secret-0123456789abcdef';
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export type TimedRequest = RequestInfo & { at: number };
+export type { TimedRequest };
 
 export interface Upstream extends RunningEmulator {
-  /** Every request the service answered (or dropped), with the time its hook ran. */
+  /** Every request the service answered (or dropped), with the time its hook ran (its `requests`). */
   timed: TimedRequest[];
-  /** Requests of one route ("POST /v1/fine_tuning/jobs"). */
-  count(route: string): number;
 }
 
 /** The local service on 127.0.0.1:0 (in-memory database) with its request hook timing every request. */
 export async function startUpstream(opts: EmulatorOptions & { onTimed?: (r: TimedRequest) => void } = {}): Promise<Upstream> {
-  const timed: TimedRequest[] = [];
-  const { onTimed, ...rest } = opts;
-  const svc = await startEmulator({
-    ...rest,
-    onRequest: (info) => {
-      const r = { ...info, at: Date.now() };
-      timed.push(r);
-      onTimed?.(r);
-    },
-  });
-  return Object.assign(svc, {
-    timed,
-    count: (route: string) => timed.filter((r) => r.route === route).length,
-  });
+  const { onTimed, onRequest: _ignored, ...rest } = opts;
+  const svc = await startEmulator({ ...rest, onRequest: onTimed });
+  return Object.assign(svc, { timed: svc.requests });
 }
 
 export interface GqlResponse<T = any> {

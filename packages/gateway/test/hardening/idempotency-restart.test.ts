@@ -5,7 +5,7 @@
  * that job by its metadata tag instead of paying for a second one. Jobs are counted in the upstream's own list.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 import { KEY, spawnServer, type SpawnedServer, startUpstream, type Upstream } from './helpers.js';
 
 const CREATE = `mutation Create($input: CreateFineTuningJobInput!) {

@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { InMemoryIdempotencyStore } from '../../src/upstream/idempotency.js';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 import { type Gateway, KEY, sleep, startGateway, startUpstream, type Upstream } from './helpers.js';
 
 const CREATE = `mutation Create($input: CreateFineTuningJobInput!) {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from 'graphql-ws';
 import { WebSocket } from 'ws';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 import { collect, type Gateway, KEY, sleep, startGateway, startUpstream, type TimedRequest, type Upstream, wsClient } from './helpers.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

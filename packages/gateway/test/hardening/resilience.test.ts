@@ -5,8 +5,8 @@
  * The finished-job cache is off, so every query really calls the upstream.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FaultOptions } from '../../src/emulator/index.js';
-import { trainingJsonl, uploadTraining, waitForStatus } from '../helpers/emulator.js';
+import type { FaultOptions } from '@finetune-graphql/emulator';
+import { trainingJsonl, uploadTraining, waitForStatus } from '@finetune-graphql/emulator/testing';
 import { collectSse } from '../live/helpers.js';
 import { collect, type Gateway, KEY, startGateway, startUpstream, type Upstream, wsClient } from './helpers.js';
 

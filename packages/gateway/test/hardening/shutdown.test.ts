@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { createClient } from 'graphql-ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 import { collectSse } from '../live/helpers.js';
 import { jsonLines, KEY, sleep, spawnServer, type SpawnedServer, startGateway, startUpstream, type Upstream } from './helpers.js';
 

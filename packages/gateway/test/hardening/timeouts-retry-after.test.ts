@@ -2,7 +2,7 @@
  * The time budget of upstream calls (UPSTREAM_TIMEOUT_MS) and Retry-After, timed at the upstream.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { uploadTraining } from '../helpers/emulator.js';
+import { uploadTraining } from '@finetune-graphql/emulator/testing';
 import { type Gateway, KEY, startGateway, startUpstream, type TimedRequest, type Upstream } from './helpers.js';
 
 const JOB = 'query Job($id: ID!) { fineTuningJob(id: $id) { id status } }';

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnEmulator, type SpawnedEmulator } from '../helpers/emulator.js';
+import { spawnEmulator, type SpawnedEmulator } from '@finetune-graphql/emulator/testing';
 import { type Gateway, KEY, sleep, spawnServer, type SpawnedServer, startGateway, startUpstream, type Upstream } from './helpers.js';
 
 const MiB = 1024 * 1024;

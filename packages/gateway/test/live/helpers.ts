@@ -4,91 +4,45 @@
  * interval, clients for graphql-ws (the `ws` package) and GraphQL over SSE (fetch), and long event
  * histories seeded through the service's own store.
  */
-import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { getRequestListener } from '@hono/node-server';
 import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { startServer, type RunningServer } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { createEmulator, type Emulator, type RequestInfo } from '../../src/emulator/index.js';
-import { newEventId } from '../../src/emulator/ids.js';
-import type { Store } from '../../src/emulator/store.js';
 import type { LiveOptions } from '../../src/live/index.js';
-import { createTrainingJob, restEventsOf, waitUntil as sharedWaitUntil } from '../helpers/emulator.js';
+import {
+  createTrainingJob,
+  type RunningEmulator,
+  restEventsOf,
+  startEmulator,
+  waitUntil as sharedWaitUntil,
+} from '@finetune-graphql/emulator/testing';
 import { type Collected, sseEvents } from '../helpers/subscriptions.js';
 
+export { seedEvents } from '@finetune-graphql/emulator/testing';
 export { type Collected, collectWs } from '../helpers/subscriptions.js';
 
 export const KEY = 'sk-test-live';
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export interface Upstream {
-  url: string;
-  baseURL: string;
-  port: number;
-  /** Every request the service answered, across restarts (its onRequest hook). */
-  requests: (RequestInfo & { at: number })[];
-  emulator(): Emulator;
-  client(key?: string): OpenAI;
-  /** Closes the listener (dropping open connections) and the service; the database file stays. */
-  stop(): Promise<void>;
-  /** Starts the service again on the same database and port. */
-  restart(): Promise<void>;
-  close(): Promise<void>;
-}
+export type Upstream = RunningEmulator;
 
 /** The local fine-tuning service on 127.0.0.1, with its database in a temp file so that it survives a restart. */
 export async function startUpstream(opts: { stepMs: number }): Promise<Upstream> {
   const dir = mkdtempSync(join(tmpdir(), 'live-upstream-'));
-  const dbPath = join(dir, 'emulator.db');
-  const requests: Upstream['requests'] = [];
-  let emulator: Emulator;
-  let server: Server;
-  let port = 0;
-  let running = false;
-
-  const start = async () => {
-    emulator = createEmulator({
-      dbPath,
-      stepMs: opts.stepMs,
-      onRequest: (info) => requests.push({ ...info, at: Date.now() }),
-    });
-    server = createServer(getRequestListener(emulator.fetch));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => resolve());
-    });
-    port = (server.address() as AddressInfo).port;
-    emulator.start();
-    running = true;
-  };
-  const stop = async () => {
-    if (!running) return;
-    running = false;
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-    await emulator.close();
-  };
-  await start();
-  const url = `http://127.0.0.1:${port}`;
+  const up = await startEmulator({ dbPath: join(dir, 'emulator.db'), stepMs: opts.stepMs, key: KEY });
   return {
-    url,
-    baseURL: `${url}/v1`,
-    port,
-    requests,
-    emulator: () => emulator,
-    client: (key = KEY) => new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, timeout: 20_000 }),
-    stop,
-    restart: start,
+    ...up,
+    get emulator() {
+      return up.emulator;
+    },
     async close() {
-      await stop();
+      await up.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -193,20 +147,6 @@ export function collectSse<T = any>(gw: Gateway, query: string, variables: Recor
 export const createJob = (up: Upstream, nEpochs = 2, examples = 20) => createTrainingJob(up.client(), nEpochs, examples);
 
 export const restEvents = (up: Upstream, jobId: string) => restEventsOf(up.client(), jobId);
-
-/**
- * Gives a job a long history: `count` more events, written through the local service's own store
- * (Store.insertEvent, what its scheduler writes for each step), in one transaction, as the job's newest
- * events; the job itself goes on running. Much faster than training a job for 10,000 steps.
- */
-export function seedEvents(store: Store, jobId: string, count: number): void {
-  const now = Math.floor(Date.now() / 1000);
-  store.db.transaction(() => {
-    for (let i = 1; i <= count; i++) {
-      store.insertEvent({ id: newEventId(), job_id: jobId, created_at: now, level: 'info', message: `Seeded history event ${i}/${count}`, type: 'message', data: {} });
-    }
-  })();
-}
 
 export const waitUntil = <T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 20_000, stepMs = 10) =>
   sharedWaitUntil(fn, timeoutMs, stepMs);

@@ -100,7 +100,7 @@ describe('50 replays of a 10,000-event history, on a real server process', () =>
     up = await startUpstream({ stepMs: 5_000 });
     jobId = await createJob(up, 3, 20);
     const own = (await restEvents(up, jobId)).length;
-    seedEvents(up.emulator().store, jobId, 9_900 - own);
+    seedEvents(up.emulator, jobId, 9_900 - own);
     const env = {
       OPENAI_BASE_URL: up.baseURL,
       OPENAI_API_KEY: KEY,
@@ -197,7 +197,7 @@ describe('replays cost bounded upstream calls (a 12,000-event job)', () => {
     // Steps of 10 minutes (validation takes 5 of them): the job writes no event of its own during the test.
     up = await startUpstream({ stepMs: 600_000 });
     jobId = await createJob(up, 3, 20);
-    seedEvents(up.emulator().store, jobId, 12_000);
+    seedEvents(up.emulator, jobId, 12_000);
     history = (await restEvents(up, jobId)).map((e) => e.id);
     // No poll during the test beyond the first one: every events call counted below is one the replays made.
     gw = await startGateway(up, { pollIntervalMs: 600_000 });
@@ -293,7 +293,7 @@ describe('per-credential limits on subscriptions (events flowing)', () => {
     const live = collectWs<Ev>(ws(), EVENTS_SUB, { jobId }, 'fineTuningJobEvents');
     await waitUntil(() => live.items.length >= 3);
     // Slow events pages: the two replays are still walking when the others come.
-    up.emulator().setFaults({ latencyMs: 1_500, routes: ['GET /v1/fine_tuning/jobs/:id/events'] });
+    up.emulator.setFaults({ latencyMs: 1_500, routes: ['GET /v1/fine_tuning/jobs/:id/events'] });
     const r1 = collectWs<Ev>(ws(), EVENTS_SUB, { jobId, after: first!.id }, 'fineTuningJobEvents');
     const r2 = collectWs<Ev>(ws(), EVENTS_SUB, { jobId, after: first!.id }, 'fineTuningJobEvents');
     await sleep(100);
@@ -309,7 +309,7 @@ describe('per-credential limits on subscriptions (events flowing)', () => {
     expect(refused.items).toEqual([]);
     expect(r1.items.length + r2.items.length).toBe(0); // still replaying: the refusal did not wait for them
     expect(waiting.every((w) => w.items.length === 0 && w.errors.length === 0 && !w.completed)).toBe(true);
-    up.emulator().setFaults(undefined);
+    up.emulator.setFaults(undefined);
 
     // The two replays catch up and continue live, then the waiting ones get their turn; the live one never stopped.
     const liveBefore = live.items.length;

@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config.js';
 import { createContext } from '../../src/resolvers/context.js';
 import { getSchema } from '../../src/schema/index.js';
 import { Upstream } from '../../src/upstream/client.js';
-import { startEmulator, trainingJsonl, type RunningEmulator, uploadTraining, waitFor, waitForStatus } from '../helpers/emulator.js';
+import { startEmulator, trainingJsonl, type RunningEmulator, uploadTraining, waitFor, waitForStatus } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 import { errorCodes, rawSocket, sleep, sse, storedCounts, wsOperation, wsSession, writesAt } from './helpers.js';
 

@@ -6,7 +6,7 @@
  * no write request at all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, trainingJsonl, type RunningEmulator, uploadTraining, waitForStatus } from '../helpers/emulator.js';
+import { startEmulator, trainingJsonl, type RunningEmulator, uploadTraining, waitForStatus } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 import { rawSocket, sse, storedCounts, wsOperation, wsSession, writesAt } from './helpers.js';
 

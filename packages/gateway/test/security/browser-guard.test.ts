@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { loadConfig } from '../../src/config.js';
-import { startEmulator, type RunningEmulator } from '../helpers/emulator.js';
+import { startEmulator, type RunningEmulator } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 
 const KEY = 'sk-server-key-browser-guard-0123';

@@ -5,7 +5,7 @@
 import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
 import type OpenAI from 'openai';
 import WebSocket from 'ws';
-import type { RunningEmulator } from '../helpers/emulator.js';
+import type { RunningEmulator } from '@finetune-graphql/emulator/testing';
 import { sseEvents } from '../helpers/subscriptions.js';
 
 export const wsUrlOf = (httpUrl: string) => `${httpUrl.replace(/^http/, 'ws')}/graphql`;

@@ -6,7 +6,7 @@
  */
 import { serverAudits } from 'graphql-http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type RunningEmulator } from '../helpers/emulator.js';
+import { startEmulator, type RunningEmulator } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 
 const TOKEN = 'tok-audits-0123456789abcdef';

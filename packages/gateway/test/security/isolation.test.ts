@@ -7,7 +7,7 @@
  * under his own organisation instead of being answered from her cache entries.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, trainingJsonl, type RunningEmulator, waitFor } from '../helpers/emulator.js';
+import { startEmulator, trainingJsonl, type RunningEmulator, waitFor } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 import { sse, wsOperation, wsSession } from './helpers.js';
 

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { startEmulator, type RunningEmulator } from '../helpers/emulator.js';
+import { startEmulator, type RunningEmulator } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';
 import { findLeaks, registerSecret, resetTee, teeStats } from './leak-state.js';
 import { wsOperation, wsSession } from './helpers.js';

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, loadConfig } from '../../src/config.js';
-import { startEmulator, trainingJsonl, type RunningEmulator } from '../helpers/emulator.js';
+import { startEmulator, trainingJsonl, type RunningEmulator } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, fakeUpstream, type FakeUpstream, sendJson, startApi } from '../helpers/server.js';
 import { storedCounts } from './helpers.js';
 

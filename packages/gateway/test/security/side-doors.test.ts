@@ -8,7 +8,7 @@ import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/app.js';
 import { LOCAL_API_KEY, loadConfig } from '../../src/config.js';
-import { startEmulator, trainingJsonl, type RunningEmulator } from '../helpers/emulator.js';
+import { startEmulator, trainingJsonl, type RunningEmulator } from '@finetune-graphql/emulator/testing';
 import { registerEnvSecrets } from './leak-state.js';
 
 const TOKEN = 'tok-side-doors-0123456789abcdef';

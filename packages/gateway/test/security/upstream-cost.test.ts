@@ -12,7 +12,7 @@ import { parse, Kind } from 'graphql/index.js';
 import { estimateUpstreamCalls } from '../../src/resolvers/upstream-cost.js';
 import { EXAMPLES } from '../../src/schema/examples.js';
 import { getSchema } from '../../src/schema/index.js';
-import { startEmulator, trainingJsonl, type RunningEmulator, uploadTraining, waitFor, waitForStatus } from '../helpers/emulator.js';
+import { startEmulator, trainingJsonl, type RunningEmulator, uploadTraining, waitFor, waitForStatus } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, type GqlResult, startApi } from '../helpers/server.js';
 import { storedCounts, wsOperation, wsSession, writesAt } from './helpers.js';
 

@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTrainingJob, waitUntil } from '../helpers/emulator.js';
+import { createTrainingJob, waitUntil } from '@finetune-graphql/emulator/testing';
 import { jsonLines, sleep, spawnServer, type SpawnedServer, startUpstream, type Upstream } from '../hardening/helpers.js';
 
 const KEY = 'sk-flood-secret-0123456789abcdef';

@@ -1,17 +1,19 @@
 /**
- * Fault injection in the local fine-tuning service (src/emulator/faults.ts), seen from a client over HTTP:
+ * Fault injection in the local fine-tuning service (src/faults.ts), seen from a client over HTTP:
  * off by default, each fault kind, route scoping, seeded reproducibility, run-time changes, the
  * Idempotency-Key switch, the environment variable of the standalone service, and that faults never corrupt
  * state (a faulted create either did nothing or completed).
  */
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createEmulator, type FaultOptions } from '../../src/emulator/index.js';
-import { faultsFromEnv, validateFaults } from '../../src/emulator/faults.js';
-import { spawnEmulator, trainingJsonl, uploadTraining } from '../helpers/emulator.js';
-import { sleep, startUpstream, type Upstream } from './helpers.js';
+import { faultsFromEnv } from '../../src/env.js';
+import { validateFaults } from '../../src/faults.js';
+import { createEmulator, type FaultOptions } from '../../src/index.js';
+import { type RunningEmulator, spawnEmulator, startEmulator, trainingJsonl, uploadTraining } from '../kit/index.js';
 
-let up: Upstream | undefined;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+let up: RunningEmulator | undefined;
 afterEach(async () => {
   await up?.close();
   up = undefined;
@@ -33,16 +35,16 @@ async function status(p: Promise<unknown>): Promise<number | string> {
 
 describe('fault injection in the local service', () => {
   it('is off by default', async () => {
-    up = await startUpstream();
+    up = await startEmulator();
     const c = up.client();
     for (let i = 0; i < 30; i++) await c.fineTuning.jobs.list({ limit: 1 });
-    expect(up.timed).toHaveLength(30);
-    expect(up.timed.every((r) => r.status === 200 && r.fault === undefined)).toBe(true);
+    expect(up.requests).toHaveLength(30);
+    expect(up.requests.every((r) => r.status === 200 && r.fault === undefined)).toBe(true);
     expect(up.emulator.faults).toBeUndefined();
   });
 
   it('errors (500/502/503) and 429s come before the handler: a faulted create makes nothing', async () => {
-    up = await startUpstream();
+    up = await startEmulator();
     const c = up.client();
     const file = await uploadTraining(c);
     up.emulator.setFaults({ errorRate: 1, errorStatuses: [502, 503], seed: 3 });
@@ -63,13 +65,13 @@ describe('fault injection in the local service', () => {
 
     up.emulator.setFaults(undefined);
     expect((await c.fineTuning.jobs.list()).data).toEqual([]);
-    const creates = up.timed.filter((r) => r.route === 'POST /v1/fine_tuning/jobs');
+    const creates = up.requests.filter((r) => r.route === 'POST /v1/fine_tuning/jobs');
     expect(creates).toHaveLength(13);
     expect(creates.every((r) => r.fault === 'error' || r.fault === 'rate_limit')).toBe(true);
   });
 
   it('a dropped connection comes after the handler: the create is done, its response lost', async () => {
-    up = await startUpstream();
+    up = await startEmulator();
     const c = up.client();
     const file = await uploadTraining(c);
     up.emulator.setFaults({ dropRate: 1, routes: ['POST /v1/fine_tuning/jobs'] });
@@ -77,7 +79,7 @@ describe('fault injection in the local service', () => {
     // Other routes are untouched, and the job exists.
     const jobs = (await c.fineTuning.jobs.list()).data;
     expect(jobs.map((j) => (j as unknown as { user_provided_suffix: string }).user_provided_suffix)).toEqual(['dropped']);
-    expect(up.timed.find((r) => r.route === 'POST /v1/fine_tuning/jobs')).toMatchObject({ status: 200, fault: 'drop' });
+    expect(up.requests.find((r) => r.route === 'POST /v1/fine_tuning/jobs')).toMatchObject({ status: 200, fault: 'drop' });
 
     // Called in-process (no socket), a drop rejects the fetch.
     const inProcess = await Promise.resolve(
@@ -95,14 +97,14 @@ describe('fault injection in the local service', () => {
   });
 
   it('a hang holds the request until the client gives up; turning faults off releases held requests', async () => {
-    up = await startUpstream();
+    up = await startEmulator();
     const c = up.client();
     up.emulator.setFaults({ hangRate: 1 });
     const t0 = Date.now();
     expect(await status(c.fineTuning.jobs.list({}, { timeout: 300 }))).toBe('timeout');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
     await sleep(50);
-    expect(up.timed.at(-1)).toMatchObject({ route: 'GET /v1/fine_tuning/jobs', status: 0, fault: 'hang' });
+    expect(up.requests.at(-1)).toMatchObject({ route: 'GET /v1/fine_tuning/jobs', status: 0, fault: 'hang' });
 
     const held = status(c.fineTuning.jobs.list({}, { timeout: 10_000 }));
     await sleep(100);
@@ -114,7 +116,7 @@ describe('fault injection in the local service', () => {
   });
 
   it('adds latency (fixed + jitter) and scopes faults to routes', async () => {
-    up = await startUpstream();
+    up = await startEmulator();
     const c = up.client();
     up.emulator.setFaults({ latencyMs: 150, jitterMs: 100, routes: ['GET /v1/fine_tuning/jobs'] });
     const times: number[] = [];
@@ -188,7 +190,7 @@ describe('fault injection in the local service', () => {
   it('honourIdempotencyKeys: false ignores Idempotency-Key (the default honours it)', async () => {
     const withKey = { headers: { 'Idempotency-Key': 'same-key' } };
     for (const honour of [true, false]) {
-      up = await startUpstream({ honourIdempotencyKeys: honour });
+      up = await startEmulator({ honourIdempotencyKeys: honour });
       const c = up.client();
       const file = await uploadTraining(c);
       const a = await c.fineTuning.jobs.create({ model: MODEL, training_file: file }, withKey);
