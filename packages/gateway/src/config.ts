@@ -8,7 +8,7 @@
  */
 
 import { isIP } from 'node:net';
-import { hashToken } from './http/auth.js';
+import { type AuthConfig, type GatewayToken, hashToken, SCOPES, type Scope } from './http/auth.js';
 
 /** The documented key of the embedded local service. It is not a secret: the local service accepts any key. */
 export const LOCAL_API_KEY = 'sk-local-dev';
@@ -16,24 +16,7 @@ export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 
 export type BackendKind = 'embedded' | 'custom' | 'openai';
 
-export type Scope = 'read' | 'write';
-export const SCOPES: readonly Scope[] = ['read', 'write'];
 export type AuthMode = 'tokens' | 'passthrough' | 'none';
-
-/** How clients authenticate (src/http/auth.ts). Tokens are kept only as sha256 hashes. */
-export type AuthConfig =
-  | { mode: 'none' }
-  | { mode: 'passthrough' }
-  | { mode: 'tokens'; tokens: GatewayToken[] };
-
-/** One entry of GATEWAY_TOKENS: kept as a sha256 hash, never in clear. */
-export interface GatewayToken {
-  name: string;
-  hash: Buffer;
-  scopes: ReadonlySet<Scope>;
-  /** This token's own request rate per minute (overrides RATE_LIMIT_PER_MINUTE; 0: unlimited). */
-  ratePerMinute?: number;
-}
 
 /** Query limits (GraphQL Armor) and request size limits. */
 export interface Limits {

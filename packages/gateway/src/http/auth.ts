@@ -22,11 +22,38 @@ import {
   type OperationTypeNode,
   type SelectionSetNode,
 } from 'graphql/index.js';
-import type { AuthConfig, Scope } from '../config.js';
-import type { RequestAuth } from '../resolvers/context.js';
 import { ApiError } from '../upstream/errors.js';
 
-export type { Scope };
+export type Scope = 'read' | 'write';
+export const SCOPES: readonly Scope[] = ['read', 'write'];
+
+/** How clients authenticate (AUTH_MODE and GATEWAY_TOKENS, read by src/config.ts). Tokens are kept only as sha256 hashes. */
+export type AuthConfig =
+  | { mode: 'none' }
+  | { mode: 'passthrough' }
+  | { mode: 'tokens'; tokens: GatewayToken[] };
+
+/** One entry of GATEWAY_TOKENS: kept as a sha256 hash, never in clear. */
+export interface GatewayToken {
+  name: string;
+  hash: Buffer;
+  scopes: ReadonlySet<Scope>;
+  /** This token's own request rate per minute (overrides RATE_LIMIT_PER_MINUTE; 0: unlimited). */
+  ratePerMinute?: number;
+}
+
+/** Who is calling and what they may do (checked by Pothos scope-auth and the operation gate in src/http/yoga.ts). */
+export interface RequestAuth {
+  /** False when the request carried no valid credential (then `scopes` is empty). */
+  authenticated: boolean;
+  scopes: ReadonlySet<Scope>;
+  /** For logs only: `anonymous`, `token:<name>`, `key:<hash prefix>` or `unauthenticated`. */
+  principalId: string;
+  /** Why authentication failed, for the UNAUTHENTICATED error. */
+  failure?: string;
+  /** This caller's own GraphQL operations per minute (a GATEWAY_TOKENS entry's `ratePerMinute`), over the server's. */
+  ratePerMinute?: number;
+}
 
 export interface Principal {
   /** The upstream credential this caller's requests use. Never logged, never returned. */

@@ -6,8 +6,7 @@
  * without calling out.
  */
 import { initContextCache } from '@pothos/core';
-import type { Scope } from '../config.js';
-import type { AuthResult } from '../http/auth.js';
+import type { AuthResult, RequestAuth, Scope } from '../http/auth.js';
 import type { Logger } from '../log.js';
 import type { Upstream, UpstreamApi } from '../upstream/client.js';
 import { RequestCallBudget } from './call-budget.js';
@@ -17,21 +16,9 @@ import { RequestLoaders } from './loaders.js';
  * Extension point for other modules (declaration merging), e.g. src/live adds its `pubsub`:
  *   declare module '../resolvers/context.js' { interface ContextExtensions { pubsub: MyPubSub } }
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+// biome-ignore lint/suspicious/noEmptyInterface: an extension point, filled by declaration merging
 export interface ContextExtensions {}
 
-/** Who is calling and what they may do (checked by Pothos scope-auth and the operation gate in src/http/yoga.ts). */
-export interface RequestAuth {
-  /** False when the request carried no valid credential (then `scopes` is empty). */
-  authenticated: boolean;
-  scopes: ReadonlySet<Scope>;
-  /** For logs only: `anonymous`, `token:<name>`, `key:<hash prefix>` or `unauthenticated`. */
-  principalId: string;
-  /** Why authentication failed, for the UNAUTHENTICATED error. */
-  failure?: string;
-  /** This caller's own GraphQL operations per minute (a GATEWAY_TOKENS entry's `ratePerMinute`), over the server's. */
-  ratePerMinute?: number;
-}
 
 export interface GraphQLContext extends Partial<ContextExtensions> {
   /** The upstream credential of this request. Never logged, never returned. */
