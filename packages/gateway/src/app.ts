@@ -19,7 +19,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type DocumentNode, getOperationAST, type GraphQLError } from 'graphql/index.js';
+import { type DocumentNode, getOperationAST } from 'graphql/index.js';
 import type { Plugin } from 'graphql-yoga';
 import { type Config, describeBackend, type EmbeddedV1Access } from './config.js';
 import { startEmbedded } from './http/embedded.js';

@@ -107,7 +107,10 @@ export class EventWindow {
       return;
     }
     const below = at + this.ids.length;
-    if (walk.exhausted && walk.length < below) return this.reset(walk); // the history changed under us
+    if (walk.exhausted && walk.length < below) {
+      this.reset(walk); // the history changed under us
+      return;
+    }
     const newer: string[] = [];
     for (let i = at - 1; i >= 0; i--) newer.push(walk.events[i]!.id);
     if (walk.length > below) {

@@ -2,7 +2,7 @@
  * Connections (first/after, limits, metadata filter) and DataLoader batching, with upstream calls counted at
  * the upstream (the local service's request hook).
  */
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, trainingJsonl, uploadTraining, type RunningEmulator } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';

@@ -3,7 +3,7 @@
  * poll fineTuningJob to SUCCEEDED, then every field of the job, its files, events, checkpoints and metrics,
  * compared with what the REST API itself returns. Also pause/resume/cancel and file deletion.
  */
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chatExamples, dpoJsonl, startEmulator, toJsonl, trainingJsonl, type RunningEmulator, waitFor } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';

@@ -2,7 +2,7 @@
  * node/nodes with each id prefix; error codes UNAUTHENTICATED, NOT_FOUND, BAD_USER_INPUT (validation before any
  * upstream call, and the upstream's own 400s naming the field); the JSON fast path and yoga answer alike.
  */
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, trainingJsonl, uploadTraining, type RunningEmulator, waitForStatus } from '@finetune-graphql/emulator/testing';
 import { type ApiHandle, startApi } from '../helpers/server.js';

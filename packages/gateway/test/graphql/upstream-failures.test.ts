@@ -145,7 +145,7 @@ describe('upstream failures', () => {
   });
 
   it('a status the upstream adds later does not null the job (UNKNOWN + rawStatus)', async () => {
-    up = await fakeUpstream((req, res) =>
+    up = await fakeUpstream((_req, res) =>
       sendJson(res, 200, {
         object: 'fine_tuning.job',
         id: 'ftjob-future',

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
-import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { startServer, type RunningServer } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';

@@ -5,7 +5,7 @@
  * the same number, and JSON-scalar inputs have a depth and size limit. Upstream calls are counted at the upstream
  * (the local service's request log), over real HTTP and websockets.
  */
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/config.js';
 import { parse, Kind } from 'graphql/index.js';
