@@ -22,7 +22,7 @@ import type {
   TrainingPlan,
 } from './training/types.js';
 
-/** The data side, as the scheduler uses it (src/emulator/training/index.ts). */
+/** The data side, as the scheduler uses it (src/training/index.ts). */
 export interface TrainingApi {
   /** Yields to the event loop while it works, so that a large file does not stall the server. */
   prepareDatasetAsync(content: string, opts: PrepareOptions): Promise<DatasetResult>;

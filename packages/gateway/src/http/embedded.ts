@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 /**
  * The embedded service's database when EMULATOR_DB is unset. It differs from the standalone `npm run emulator`'s
  * ./data/emulator.db so that both commands can run side by side: a database file is held by one service at a time,
- * and startServer fails with the emulator's DatabaseInUseError when another one holds it.
+ * and startServer fails with the local service's DatabaseInUseError when another one holds it.
  */
 export const EMBEDDED_DB_PATH = './data/embedded.db';
 

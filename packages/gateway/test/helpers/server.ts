@@ -1,6 +1,6 @@
 /**
  * Test helpers for the GraphQL API: start it in-process on 127.0.0.1:0 pointed at an upstream
- * (the local service from test/helpers/emulator.ts, or a tiny node:http server), and talk to it over HTTP
+ * (the local service from @finetune-graphql/emulator/testing, or a tiny node:http server), and talk to it over HTTP
  * with fetch. Every raw response body and every log line is kept, so tests can check that no secret leaks.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
