@@ -98,12 +98,7 @@ interface Result {
   errors: number;
 }
 
-async function measure(
-  name: string,
-  makeRequest: () => Promise<number>,
-  expectStatus: number,
-  seconds = SECONDS,
-): Promise<Result> {
+async function measure(name: string, makeRequest: () => Promise<number>, expectStatus: number, seconds = SECONDS): Promise<Result> {
   const latencies: number[] = [];
   let errors = 0;
   const deadline = performance.now() + seconds * 1000;
@@ -166,9 +161,7 @@ async function main() {
     console.log('| request | req/s | p50 ms | p99 ms | vs raw | errors |');
     console.log('|---|---:|---:|---:|---:|---:|');
     for (const r of results) {
-      console.log(
-        `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.rps / base).toFixed(2)}× | ${r.errors} |`,
-      );
+      console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.rps / base).toFixed(2)}× | ${r.errors} |`);
     }
   } finally {
     agent.destroy();

@@ -3,13 +3,7 @@
  * Routes throw an `ApiError`; the app's error handler turns it into the envelope.
  */
 
-export type ErrorType =
-  | 'invalid_request_error'
-  | 'authentication_error'
-  | 'not_found_error'
-  | 'conflict_error'
-  | 'rate_limit_error'
-  | 'server_error';
+export type ErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'conflict_error' | 'rate_limit_error' | 'server_error';
 
 export interface ErrorBody {
   error: { message: string; type: ErrorType; param: string | null; code: string | null };
@@ -44,13 +38,12 @@ export function notFound(message: string, param: string | null = 'id', code: str
 }
 
 export const fileNotFound = (id: string) => notFound(`No such File object: ${id}`, 'id', 'file_not_found');
-export const jobNotFound = (id: string) =>
-  notFound(`No such fine-tuning job: ${id}`, 'fine_tuning_job_id', 'fine_tune_not_found');
+export const jobNotFound = (id: string) => notFound(`No such fine-tuning job: ${id}`, 'fine_tuning_job_id', 'fine_tune_not_found');
 
 /** OpenAI's text when no key is given at all. */
 export const MISSING_KEY_MESSAGE =
   "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth " +
-  '(i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you\'re accessing the API ' +
+  "(i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API " +
   'from your browser and are prompted for a username. You can obtain an API key from https://platform.openai.com/account/api-keys.';
 
 /** OpenAI says "Incorrect API key provided: sk-abc***"; we never echo any part of a key. */

@@ -64,16 +64,7 @@ export class ConnectionDropped extends Error {
 }
 
 const RATE_KEYS = ['errorRate', 'rateLimitRate', 'dropRate', 'hangRate'] as const;
-const KNOWN_KEYS = new Set<string>([
-  ...RATE_KEYS,
-  'errorStatuses',
-  'retryAfterMs',
-  'retryAfterMsHeader',
-  'latencyMs',
-  'jitterMs',
-  'routes',
-  'seed',
-]);
+const KNOWN_KEYS = new Set<string>([...RATE_KEYS, 'errorStatuses', 'retryAfterMs', 'retryAfterMsHeader', 'latencyMs', 'jitterMs', 'routes', 'seed']);
 
 interface RouteMatcher {
   method: string;

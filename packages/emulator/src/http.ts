@@ -27,11 +27,7 @@ export function parseLimit(raw: string | undefined, def: number, max: number): n
   }
   const n = Number(raw);
   if (n < 1) {
-    throw badRequest(
-      `Invalid 'limit': integer below minimum value. Expected a value >= 1, but got ${n} instead.`,
-      'limit',
-      'integer_below_min_value',
-    );
+    throw badRequest(`Invalid 'limit': integer below minimum value. Expected a value >= 1, but got ${n} instead.`, 'limit', 'integer_below_min_value');
   }
   return Math.min(n, max);
 }

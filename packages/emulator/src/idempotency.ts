@@ -41,7 +41,10 @@ async function requestHash(c: Context<EmulatorEnv>): Promise<string> {
     for (const [name, value] of entries) {
       h.update(`${name}\0`);
       if (typeof value === 'string') h.update(`s\0${value}\0`);
-      else h.update(`f\0${value.name}\0`).update(new Uint8Array(await value.arrayBuffer())).update('\0');
+      else
+        h.update(`f\0${value.name}\0`)
+          .update(new Uint8Array(await value.arrayBuffer()))
+          .update('\0');
     }
   } else {
     const text = await c.req.text();

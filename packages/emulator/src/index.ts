@@ -105,13 +105,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
   fileRoutes(app, deps);
   jobRoutes(app, deps);
 
-  app.notFound((c) =>
-    errorResponse(
-      new ApiError(404, `Invalid URL (${c.req.method} ${c.req.path})`, 'invalid_request_error', null, 'unknown_url'),
-      c,
-      log,
-    ),
-  );
+  app.notFound((c) => errorResponse(new ApiError(404, `Invalid URL (${c.req.method} ${c.req.path})`, 'invalid_request_error', null, 'unknown_url'), c, log));
   app.onError((err, c) => {
     if (err instanceof ConnectionDropped) throw err; // no response at all
     return errorResponse(err, c, log);

@@ -36,9 +36,7 @@ server.listen(port, host, () => {
   emulator.start();
   const { dbPath, stepMs, faults, honourIdempotencyKeys } = emulator.options;
   const extra = `${faults ? `, faults: ${describeFaults(faults)}` : ''}${honourIdempotencyKeys ? '' : ', Idempotency-Key ignored'}`;
-  process.stdout.write(
-    `fine-tuning emulator listening on http://${host}:${actualPort}/v1 (db ${dbPath}, step ${stepMs} ms${extra})\n`,
-  );
+  process.stdout.write(`fine-tuning emulator listening on http://${host}:${actualPort}/v1 (db ${dbPath}, step ${stepMs} ms${extra})\n`);
 });
 
 let stopping = false;

@@ -249,9 +249,7 @@ export class Scheduler {
     }
     const r = await this.training.prepareDatasetAsync(content.toString('utf8'), { model: job.model, method: job.method, role });
     if (!r.ok) {
-      const message = /^The job failed/.test(r.message)
-        ? r.message
-        : `The job failed due to an invalid ${kind} file. ${r.message}`;
+      const message = /^The job failed/.test(r.message) ? r.message : `The job failed due to an invalid ${kind} file. ${r.message}`;
       return { ok: false, error: { code: r.code, message, param: role } };
     }
     return { ok: true, examples: r.examples, warnings: r.warnings.map((w) => w.message) };
@@ -377,8 +375,7 @@ export class Scheduler {
       data.valid_mean_token_accuracy = metrics.valid_mean_token_accuracy;
     }
     const message =
-      `Step ${n}/${plan.totalSteps}: training loss=${metrics.train_loss.toFixed(2)}` +
-      (hasValid ? `, validation loss=${metrics.valid_loss!.toFixed(2)}` : '');
+      `Step ${n}/${plan.totalSteps}: training loss=${metrics.train_loss.toFixed(2)}` + (hasValid ? `, validation loss=${metrics.valid_loss!.toFixed(2)}` : '');
 
     const last = n >= plan.totalSteps;
     const epoch = Math.round(n / plan.stepsPerEpoch);
@@ -410,9 +407,9 @@ export class Scheduler {
 
   /** Inside the last step's transaction: results file, model name, final events. */
   private finish(job: JobRow, plan: TrainingPlan, fineTunedModel: string, now: number): void {
-    const rows = this.store.allStepMetrics(job.id).map((m) =>
-      [m.step, m.train_loss, m.train_mean_token_accuracy, m.valid_loss ?? '', m.valid_mean_token_accuracy ?? ''].join(','),
-    );
+    const rows = this.store
+      .allStepMetrics(job.id)
+      .map((m) => [m.step, m.train_loss, m.train_mean_token_accuracy, m.valid_loss ?? '', m.valid_mean_token_accuracy ?? ''].join(','));
     const csv = Buffer.from([RESULTS_CSV_HEADER, ...rows].join('\n') + '\n', 'utf8');
     const resultFile = newFileId();
     this.store.insertFile(

@@ -63,9 +63,7 @@ export function serializeJob(job: JobRow, ctx: { stepMs: number; nowMs: number }
     estimated_finish: estimatedFinish,
     integrations: job.integrations ?? [],
     method:
-      job.method === 'dpo'
-        ? { type: 'dpo' as const, dpo: { hyperparameters: hp } }
-        : { type: 'supervised' as const, supervised: { hyperparameters: common } },
+      job.method === 'dpo' ? { type: 'dpo' as const, dpo: { hyperparameters: hp } } : { type: 'supervised' as const, supervised: { hyperparameters: common } },
     metadata: job.metadata,
   };
 }

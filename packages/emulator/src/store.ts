@@ -402,10 +402,7 @@ export class Store {
     for (const id of fileIds) if (id) this.st.purgeContent.run(id);
   }
 
-  listFiles(
-    orgId: string,
-    q: { purpose?: string; after?: string; limit: number; order: 'asc' | 'desc'; now: number },
-  ): Page<FileRow> {
+  listFiles(orgId: string, q: { purpose?: string; after?: string; limit: number; order: 'asc' | 'desc'; now: number }): Page<FileRow> {
     const where = ['org_id = @org', 'deleted = 0', '(expires_at IS NULL OR expires_at > @now)'];
     const params: Record<string, unknown> = { org: orgId, now: q.now, limit: q.limit + 1 };
     if (q.purpose !== undefined) {
@@ -481,18 +478,13 @@ export class Store {
     this.prep(`UPDATE jobs SET ${sets.join(', ')} WHERE id = @id`).run(params);
   }
 
-  listJobs(
-    orgId: string,
-    q: { after?: string; limit: number; metadata?: Record<string, string> | null },
-  ): Page<JobRow> {
+  listJobs(orgId: string, q: { after?: string; limit: number; metadata?: Record<string, string> | null }): Page<JobRow> {
     const where = ['org_id = @org'];
     const params: Record<string, unknown> = { org: orgId, limit: q.limit + 1 };
     if (q.metadata === null) where.push('metadata_json IS NULL');
     else if (q.metadata) {
       Object.entries(q.metadata).forEach(([k, v], i) => {
-        where.push(
-          `EXISTS (SELECT 1 FROM json_each(jobs.metadata_json) AS m WHERE m.key = @mk${i} AND m.value = @mv${i})`,
-        );
+        where.push(`EXISTS (SELECT 1 FROM json_each(jobs.metadata_json) AS m WHERE m.key = @mk${i} AND m.value = @mv${i})`);
         params[`mk${i}`] = k;
         params[`mv${i}`] = v;
       });
@@ -503,8 +495,7 @@ export class Store {
       where.push('seq < @cursor');
       params.cursor = cursor.seq;
     }
-    const rows = this
-      .prep(`SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`)
+    const rows = this.prep(`SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`)
       .all(params)
       .map(toJobRow);
     return { items: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
@@ -551,10 +542,7 @@ export class Store {
       cursorClause = 'AND seq < @cursor';
       params.cursor = cursor.seq;
     }
-    const rows = this
-      .prep(`SELECT * FROM ${table} WHERE job_id = @job ${cursorClause} ORDER BY seq DESC LIMIT @limit`)
-      .all(params)
-      .map(map);
+    const rows = this.prep(`SELECT * FROM ${table} WHERE job_id = @job ${cursorClause} ORDER BY seq DESC LIMIT @limit`).all(params).map(map);
     return { items: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
   }
 

@@ -20,17 +20,7 @@ export interface CreateJobInput {
   integrations: Integration[] | null;
 }
 
-const KNOWN_FIELDS = new Set([
-  'model',
-  'training_file',
-  'validation_file',
-  'hyperparameters',
-  'suffix',
-  'seed',
-  'method',
-  'metadata',
-  'integrations',
-]);
+const KNOWN_FIELDS = new Set(['model', 'training_file', 'validation_file', 'hyperparameters', 'suffix', 'seed', 'method', 'metadata', 'integrations']);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -46,8 +36,7 @@ function describe(v: unknown): string {
 const typeError = (param: string, expected: string, got: unknown) =>
   badRequest(`Invalid type for '${param}': expected ${expected}, but got ${describe(got)} instead.`, param, 'invalid_type');
 
-const missing = (param: string) =>
-  badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+const missing = (param: string) => badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
 
 function requireString(body: Record<string, unknown>, key: string, param = key): string {
   const v = body[key];
@@ -87,18 +76,10 @@ function optionalString(body: Record<string, unknown>, key: string, param: strin
 function integerInRange(param: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v)) throw typeError(param, 'an integer', v);
   if (v < min) {
-    throw badRequest(
-      `Invalid '${param}': integer below minimum value. Expected a value >= ${min}, but got ${v} instead.`,
-      param,
-      'integer_below_min_value',
-    );
+    throw badRequest(`Invalid '${param}': integer below minimum value. Expected a value >= ${min}, but got ${v} instead.`, param, 'integer_below_min_value');
   }
   if (v > max) {
-    throw badRequest(
-      `Invalid '${param}': integer above maximum value. Expected a value <= ${max}, but got ${v} instead.`,
-      param,
-      'integer_above_max_value',
-    );
+    throw badRequest(`Invalid '${param}': integer above maximum value. Expected a value <= ${max}, but got ${v} instead.`, param, 'integer_above_max_value');
   }
   return v;
 }
@@ -116,18 +97,10 @@ function autoOr(param: string, v: unknown, expected: string, check: (v: unknown)
 function positiveDecimal(param: string, v: number, max?: number): number {
   if (!Number.isFinite(v)) throw typeError(param, 'a number', v);
   if (v <= 0) {
-    throw badRequest(
-      `Invalid '${param}': decimal below minimum value. Expected a value > 0, but got ${v} instead.`,
-      param,
-      'decimal_below_min_value',
-    );
+    throw badRequest(`Invalid '${param}': decimal below minimum value. Expected a value > 0, but got ${v} instead.`, param, 'decimal_below_min_value');
   }
   if (max !== undefined && v > max) {
-    throw badRequest(
-      `Invalid '${param}': decimal above maximum value. Expected a value <= ${max}, but got ${v} instead.`,
-      param,
-      'decimal_above_max_value',
-    );
+    throw badRequest(`Invalid '${param}': decimal above maximum value. Expected a value <= ${max}, but got ${v} instead.`, param, 'decimal_above_max_value');
   }
   return v;
 }
@@ -160,8 +133,7 @@ function parseHyperparameters(v: unknown, prefix: string, allowBeta: boolean): R
   return out;
 }
 
-const unknownParameter = (param: string) =>
-  badRequest(`Unrecognized request argument supplied: ${param}`, param, 'unknown_parameter');
+const unknownParameter = (param: string) => badRequest(`Unrecognized request argument supplied: ${param}`, param, 'unknown_parameter');
 
 function parseMethod(v: unknown): { type: FineTuneMethodType; hyperparameters: RequestedHyperparameters } | null {
   if (v === undefined || v === null) return null;
@@ -255,9 +227,7 @@ function parseIntegrations(v: unknown): Integration[] | null {
     if (!isObject(item.wandb)) throw typeError(`${param}.wandb`, 'an object', item.wandb);
     const w = item.wandb;
     if (typeof w.project !== 'string' || w.project.length === 0) {
-      throw w.project === undefined || w.project === null
-        ? missing(`${param}.wandb.project`)
-        : typeError(`${param}.wandb.project`, 'a string', w.project);
+      throw w.project === undefined || w.project === null ? missing(`${param}.wandb.project`) : typeError(`${param}.wandb.project`, 'a string', w.project);
     }
     for (const key of ['name', 'entity'] as const) {
       if (w[key] !== undefined && w[key] !== null && typeof w[key] !== 'string') {

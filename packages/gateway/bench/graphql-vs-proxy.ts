@@ -127,8 +127,16 @@ async function main() {
     ['finished', finished.id],
   ] as const) {
     specs.push(
-      { key: `a-${label}`, name: `(a) direct REST GET, ${label}`, spec: { url: `${upstreamUrl}/v1/fine_tuning/jobs/${id}`, headers: auth, expect: '"organization_id"' } },
-      { key: `b-${label}`, name: `(b) bare proxy GET, ${label}`, spec: { url: `${proxy.url}/v1/fine_tuning/jobs/${id}`, headers: auth, expect: '"organization_id"' } },
+      {
+        key: `a-${label}`,
+        name: `(a) direct REST GET, ${label}`,
+        spec: { url: `${upstreamUrl}/v1/fine_tuning/jobs/${id}`, headers: auth, expect: '"organization_id"' },
+      },
+      {
+        key: `b-${label}`,
+        name: `(b) bare proxy GET, ${label}`,
+        spec: { url: `${proxy.url}/v1/fine_tuning/jobs/${id}`, headers: auth, expect: '"organization_id"' },
+      },
       { key: `c-${label}`, name: `(c) GraphQL fineTuningJob, ${label}`, spec: gql(id) },
       { key: `y-${label}`, name: `(c) same as a GET (yoga's HTTP layer)`, spec: gqlGet(id) },
     );
@@ -186,8 +194,7 @@ async function main() {
     console.log(
       `${s.name.padEnd(36)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50.toFixed(2).padStart(6)} ms  p99 ${m.p99.toFixed(2).padStart(6)} ms   (runs: ${m.all.map((x) => x.toFixed(0)).join(', ')})${
         busyPerRequest.has(s.key) ? `   CPU ${median(busyPerRequest.get(s.key)!).toFixed(0)} µs/req` : ''
-      }${callsPerRequest.has(s.key) ? `   upstream calls/request ${callsPerRequest.get(s.key)!.toFixed(2)}` : ''
-      }`,
+      }${callsPerRequest.has(s.key) ? `   upstream calls/request ${callsPerRequest.get(s.key)!.toFixed(2)}` : ''}`,
     );
   }
   const still = await rest.fineTuning.jobs.retrieve(running.id);

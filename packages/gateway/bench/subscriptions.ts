@@ -299,9 +299,7 @@ async function main(): Promise<void> {
       `POLL_INTERVAL_MS=${INTERVAL}, upstream step ${STEP_MS} ms, window ${(WINDOW_MS / 1000).toFixed(0)} s`,
   );
   const deliveriesPerS = (windowEvents * (SUBSCRIPTIONS / JOBS)) / ((t1 - t0) / 1000);
-  console.log(
-    `  load: ${(windowEvents / ((t1 - t0) / 1000)).toFixed(1)} events/s upstream → ${deliveriesPerS.toFixed(0)} deliveries/s to clients`,
-  );
+  console.log(`  load: ${(windowEvents / ((t1 - t0) / 1000)).toFixed(1)} events/s upstream → ${deliveriesPerS.toFixed(0)} deliveries/s to clients`);
   console.log(`  sockets opened and acknowledged: ${acked}/${SOCKETS} in ${(openMs / 1000).toFixed(1)} s; protocol errors: ${errors}`);
   console.log(
     `  upstream polls per interval: ${pollsPerInterval.toFixed(2)} job retrieves + ${(eventPages / intervals).toFixed(2)} events pages ` +

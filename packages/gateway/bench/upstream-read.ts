@@ -34,7 +34,17 @@ const { port } = upstreamWorker;
 const baseURL = `${upstreamWorker.url}/v1`;
 const rest = new OpenAI({ apiKey: KEY, baseURL, maxRetries: 0 });
 const file = await rest.files.create({
-  file: await toFile(Buffer.from(`${JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] })}\n`), 'a.jsonl'),
+  file: await toFile(
+    Buffer.from(
+      `${JSON.stringify({
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'hello' },
+        ],
+      })}\n`,
+    ),
+    'a.jsonl',
+  ),
   purpose: 'fine-tune',
 });
 const job = await rest.fineTuning.jobs.create({ model: 'gpt-4o-mini-2024-07-18', training_file: file.id });
@@ -45,7 +55,12 @@ const upstream = new Upstream({ baseURL, finishedJobCacheSize: 0 });
 const api = upstream.forCredential(KEY);
 const variants: Record<string, () => Promise<unknown>> = {
   bare: async () => {
-    const res = await agent.request({ origin: `http://127.0.0.1:${port}`, path: `/v1/fine_tuning/jobs/${job.id}`, method: 'GET', headers: { authorization: `Bearer ${KEY}` } });
+    const res = await agent.request({
+      origin: `http://127.0.0.1:${port}`,
+      path: `/v1/fine_tuning/jobs/${job.id}`,
+      method: 'GET',
+      headers: { authorization: `Bearer ${KEY}` },
+    });
     return JSON.parse(await res.body.text());
   },
   lean: () => api.retrieveJob(job.id),
@@ -59,7 +74,9 @@ for (let round = 0; round < ROUNDS; round++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`main-thread CPU per upstream read (GET a job), ${CALLS} calls × ${ROUNDS} rounds, 32 in flight; median (all rounds)`);
 for (const [name, xs] of Object.entries(results)) {
-  console.log(`  ${name.padEnd(5)} ${median(xs).toFixed(0).padStart(4)} µs   ×${(median(xs) / median(results.bare!)).toFixed(2)} bare   (${xs.map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(
+    `  ${name.padEnd(5)} ${median(xs).toFixed(0).padStart(4)} µs   ×${(median(xs) / median(results.bare!)).toFixed(2)} bare   (${xs.map((x) => x.toFixed(0)).join(', ')})`,
+  );
 }
 await upstream.close();
 await agent.close();

@@ -121,7 +121,8 @@ function embeddedV1Refusal(access: EmbeddedV1Access, authorization: string | und
     return {
       status: 404,
       code: 'not_found',
-      message: 'Not found: the embedded local fine-tuning service is not exposed at /v1 while the gateway requires authentication (set EMBEDDED_V1_KEYS to expose it with its own keys).',
+      message:
+        'Not found: the embedded local fine-tuning service is not exposed at /v1 while the gateway requires authentication (set EMBEDDED_V1_KEYS to expose it with its own keys).',
     };
   }
   const key = /^Bearer (\S+)$/i.exec(authorization ?? '')?.[1];
@@ -172,8 +173,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // The embedded service is called in-process (no socket); the host below is never contacted.
     baseURL: embedded ? 'http://embedded.invalid/v1' : config.backend.baseURL!,
     fetch: embedded
-      ? (((input: string | URL | Request, init?: RequestInit) =>
-          Promise.resolve(embedded.fetch(new Request(input, init)))) as FetchLike)
+      ? (((input: string | URL | Request, init?: RequestInit) => Promise.resolve(embedded.fetch(new Request(input, init)))) as FetchLike)
       : undefined,
     timeoutMs: config.upstream.timeoutMs,
     readRetries: config.upstream.readRetries,
@@ -232,7 +232,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     () =>
       readiness(
         {
-          upstream: () => runCheck(() => upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 }), 'UPSTREAM_UNAVAILABLE', config.upstream.timeoutMs),
+          upstream: () =>
+            runCheck(() => upstream.forCredential(config.backend.apiKey).listJobs({ limit: 1 }), 'UPSTREAM_UNAVAILABLE', config.upstream.timeoutMs),
           ...(cluster ? { redis: () => runCheck(() => cluster.check(), 'REDIS_UNAVAILABLE', 2_000) } : {}),
         },
         cluster !== undefined,
@@ -267,13 +268,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     void yoga(req, res);
   };
 
-  const accessLog = (
-    reqId: string,
-    req: IncomingMessage,
-    status: number,
-    started: bigint,
-    extra: Record<string, unknown> = {},
-  ) => {
+  const accessLog = (reqId: string, req: IncomingMessage, status: number, started: bigint, extra: Record<string, unknown> = {}) => {
     if (!config.accessLog || !logger.isLevelEnabled('info')) return;
     const facts = requestFacts.get(req);
     const url = req.url ?? '/';
@@ -365,8 +360,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const shutdown = async () => {
     const t0 = Date.now();
     const deadline = t0 + config.shutdownTimeoutMs;
-    const phase = (msg: string, extra: Record<string, unknown> = {}) =>
-      logger.info({ phase: msg, elapsedMs: Date.now() - t0, ...extra }, `shutdown: ${msg}`);
+    const phase = (msg: string, extra: Record<string, unknown> = {}) => logger.info({ phase: msg, elapsedMs: Date.now() - t0, ...extra }, `shutdown: ${msg}`);
     draining = true;
     stalls.stop();
     // 1. No new connections; idle keep-alive sockets go now, busy ones after their response (Connection: close).

@@ -173,7 +173,12 @@ export type EmbeddedV1Access = { mode: 'open' } | { mode: 'keys'; keys: string[]
 /** EMBEDDED_V1_KEYS (comma-separated) and the auth mode decide /v1's access; see EmbeddedV1Access. */
 export function loadEmbeddedV1(env: NodeJS.ProcessEnv, backend: BackendKind, host: string): EmbeddedV1Access {
   const raw = env.EMBEDDED_V1_KEYS?.trim();
-  const keys = raw ? raw.split(',').map((k) => k.trim()).filter(Boolean) : [];
+  const keys = raw
+    ? raw
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean)
+    : [];
   for (const k of keys) {
     if (k.length < 16 || k.length > 512 || !/^[\x21-\x7e]+$/.test(k)) {
       throw new Error('EMBEDDED_V1_KEYS: each key must be 16–512 printable characters without spaces (comma-separated)');
@@ -235,7 +240,10 @@ function positive(value: string | undefined, fallback: number, name: string): nu
 
 /** 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and `localhost`. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
   if (h === 'localhost') return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
@@ -382,9 +390,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host,
     backend,
     emulator: {
-      env: Object.fromEntries(
-        Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('EMULATOR_') && e[1] !== undefined),
-      ),
+      env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('EMULATOR_') && e[1] !== undefined)),
     },
     upstream: {
       timeoutMs: int(env.UPSTREAM_TIMEOUT_MS, 30_000, 'UPSTREAM_TIMEOUT_MS'),

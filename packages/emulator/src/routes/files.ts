@@ -28,24 +28,14 @@ export function fileRoutes(app: Hono<EmulatorEnv>, deps: RouteDeps): void {
   const limit = bodyLimit({
     maxSize: opts.maxUploadBytes + 64 * 1024,
     onError: () => {
-      throw new ApiError(
-        413,
-        `The file is too large: files may be at most ${opts.maxUploadBytes} bytes.`,
-        'invalid_request_error',
-        'file',
-        'file_too_large',
-      );
+      throw new ApiError(413, `The file is too large: files may be at most ${opts.maxUploadBytes} bytes.`, 'invalid_request_error', 'file', 'file_too_large');
     },
   });
 
   app.post('/v1/files', limit, idempotent, async (c) => {
     const type = c.req.header('content-type') ?? '';
     if (!/^multipart\/form-data/i.test(type)) {
-      throw badRequest(
-        "The request must be sent as multipart/form-data with the fields 'file' and 'purpose'.",
-        'file',
-        'invalid_content_type',
-      );
+      throw badRequest("The request must be sent as multipart/form-data with the fields 'file' and 'purpose'.", 'file', 'invalid_content_type');
     }
     let form: Record<string, string | File | (string | File)[]>;
     try {
@@ -76,13 +66,7 @@ export function fileRoutes(app: Hono<EmulatorEnv>, deps: RouteDeps): void {
       throw badRequest('Invalid file format for Fine-Tuning API. Must be .jsonl', 'file', 'invalid_file_format');
     }
     if (file.size > opts.maxUploadBytes) {
-      throw new ApiError(
-        413,
-        `The file is too large: files may be at most ${opts.maxUploadBytes} bytes.`,
-        'invalid_request_error',
-        'file',
-        'file_too_large',
-      );
+      throw new ApiError(413, `The file is too large: files may be at most ${opts.maxUploadBytes} bytes.`, 'invalid_request_error', 'file', 'file_too_large');
     }
     if (file.size === 0) throw badRequest('The file is empty.', 'file', 'empty_file');
 
@@ -122,11 +106,7 @@ export function fileRoutes(app: Hono<EmulatorEnv>, deps: RouteDeps): void {
   app.get('/v1/files', (c) => {
     const purpose = c.req.query('purpose');
     if (purpose !== undefined && !ALL_PURPOSES.has(purpose)) {
-      throw badRequest(
-        `Invalid value: '${purpose}'. Supported values are: ${formatList([...ALL_PURPOSES])}.`,
-        'purpose',
-        'invalid_value',
-      );
+      throw badRequest(`Invalid value: '${purpose}'. Supported values are: ${formatList([...ALL_PURPOSES])}.`, 'purpose', 'invalid_value');
     }
     const order = c.req.query('order') ?? 'desc';
     if (order !== 'asc' && order !== 'desc') {

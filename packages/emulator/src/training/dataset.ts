@@ -54,7 +54,7 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 function show(v: unknown): string {
   let s: string;
   try {
-    s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+    s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
   } catch {
     s = String(v);
   }
@@ -286,7 +286,9 @@ function isTrainedAssistant(m: Obj): boolean {
 function chatExample(o: Obj, info: ModelInfo, enc: Encoder, model: string) {
   if (!('messages' in o)) {
     if ('prompt' in o || 'completion' in o) {
-      fail(`has 'prompt'/'completion' but ${model} is a chat model: each line needs a 'messages' list (prompt/completion lines are for babbage-002 and davinci-002)`);
+      fail(
+        `has 'prompt'/'completion' but ${model} is a chat model: each line needs a 'messages' list (prompt/completion lines are for babbage-002 and davinci-002)`,
+      );
     }
     if ('input' in o && 'preferred_output' in o) fail(`looks like a DPO example, but the job's method is supervised: each line needs a 'messages' list`);
     fail(`missing 'messages' list`);

@@ -42,20 +42,14 @@ export function autoLearningRateMultiplier(batchSize: number): number {
 
 const given = (v: number | 'auto' | undefined): v is number => typeof v === 'number' && Number.isFinite(v);
 
-export function planTraining(
-  examples: TokenizedExample[],
-  requested: RequestedHyperparameters,
-  method: FineTuneMethodType,
-): TrainingPlan {
+export function planTraining(examples: TokenizedExample[], requested: RequestedHyperparameters, method: FineTuneMethodType): TrainingPlan {
   const n = examples.length;
   const req = requested ?? {};
   const nEpochs = given(req.n_epochs) ? Math.max(1, Math.floor(req.n_epochs)) : autoEpochs(n);
   // A batch cannot be larger than the data set.
   const batchSize = Math.max(1, Math.min(given(req.batch_size) ? Math.floor(req.batch_size) : autoBatchSize(n), Math.max(1, n)));
   const learningRateMultiplier =
-    given(req.learning_rate_multiplier) && req.learning_rate_multiplier > 0
-      ? req.learning_rate_multiplier
-      : autoLearningRateMultiplier(batchSize);
+    given(req.learning_rate_multiplier) && req.learning_rate_multiplier > 0 ? req.learning_rate_multiplier : autoLearningRateMultiplier(batchSize);
   const stepsPerEpoch = Math.max(1, Math.ceil(n / batchSize));
   let billable = 0;
   for (const e of examples) billable += e.billableTokens;

@@ -249,11 +249,6 @@ class BigramTrainer implements Trainer {
   }
 }
 
-export function createTrainer(
-  train: TokenizedExample[],
-  valid: TokenizedExample[] | null,
-  plan: TrainingPlan,
-  seed: number,
-): Trainer {
+export function createTrainer(train: TokenizedExample[], valid: TokenizedExample[] | null, plan: TrainingPlan, seed: number): Trainer {
   return new BigramTrainer(train, valid, plan, Number.isFinite(seed) ? seed : 0);
 }

@@ -70,11 +70,7 @@ describe('create job: request validation', () => {
         `method.supervised.hyperparameters.${name}`,
         code,
       );
-      await rejects(
-        base({ method: { type: 'dpo', dpo: { hyperparameters: { [name]: value } } } }),
-        `method.dpo.hyperparameters.${name}`,
-        code,
-      );
+      await rejects(base({ method: { type: 'dpo', dpo: { hyperparameters: { [name]: value } } } }), `method.dpo.hyperparameters.${name}`, code);
     }
     await rejects(base({ hyperparameters: { n_epochs: 2, warmup: 3 } }), 'hyperparameters.warmup', 'unknown_parameter');
     await rejects(
@@ -104,11 +100,7 @@ describe('create job: request validation', () => {
     await rejects(base({ model: 'gpt-3.5-turbo', method: { type: 'dpo' } }), 'method.type', 'invalid_value', /does not support the 'dpo' method/);
     await rejects(base({ model: 'babbage-002', method: { type: 'dpo' } }), 'method.type', 'invalid_value');
     await rejects(base({ method: 'dpo' }), 'method', 'invalid_type');
-    await rejects(
-      base({ method: { type: 'supervised', dpo: { hyperparameters: { beta: 0.1 } } } }),
-      'method.dpo',
-      'invalid_value',
-    );
+    await rejects(base({ method: { type: 'supervised', dpo: { hyperparameters: { beta: 0.1 } } } }), 'method.dpo', 'invalid_value');
     await rejects(base({ method: { type: 'dpo', dpo: { hyperparameters: { beta: 0 } } } }), 'method.dpo.hyperparameters.beta', 'decimal_below_min_value');
     await rejects(base({ method: { type: 'dpo', dpo: { hyperparameters: { beta: 2.5 } } } }), 'method.dpo.hyperparameters.beta', 'decimal_above_max_value');
     await rejects(

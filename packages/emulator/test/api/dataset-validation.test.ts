@@ -130,7 +130,10 @@ describe('bad training data fails the job, clearly', () => {
     expect(warnings[0].message).toMatch(new RegExp(String(limit)));
     const messages = events.map((e) => e.message);
     expect(messages.indexOf(warnings[0].message)).toBeLessThan(messages.indexOf('Files validated, moving job to queued state'));
-    const examples = content.trim().split('\n').map((l) => JSON.parse(l));
+    const examples = content
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(done.trained_tokens).toBe(expectedTrainedTokens(examples, model, 1));
     expect(done.trained_tokens).toBeLessThan(expectedTrainedTokens(examples, model, 1, Infinity));
   });

@@ -83,11 +83,13 @@ describe('fault injection in the local service', () => {
 
     // Called in-process (no socket), a drop rejects the fetch.
     const inProcess = await Promise.resolve(
-      up.emulator.fetch(new Request(`${up.baseURL}/fine_tuning/jobs`, {
-        method: 'POST',
-        headers: { authorization: 'Bearer sk-test-alice', 'content-type': 'application/json' },
-        body: JSON.stringify({ model: MODEL, training_file: file, suffix: 'in-process' }),
-      })),
+      up.emulator.fetch(
+        new Request(`${up.baseURL}/fine_tuning/jobs`, {
+          method: 'POST',
+          headers: { authorization: 'Bearer sk-test-alice', 'content-type': 'application/json' },
+          body: JSON.stringify({ model: MODEL, training_file: file, suffix: 'in-process' }),
+        }),
+      ),
     ).then(
       () => 'answered',
       (e: Error) => e.name,

@@ -1,13 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toFile } from 'openai';
-import {
-  expectApiError,
-  jsonlFile,
-  type RunningEmulator,
-  startEmulator,
-  trainingJsonl,
-  uploadTraining,
-} from '../kit/index.js';
+import { expectApiError, jsonlFile, type RunningEmulator, startEmulator, trainingJsonl, uploadTraining } from '../kit/index.js';
 import { expectMatchesSchema } from '../kit/spec.js';
 
 describe('files API', () => {
@@ -59,7 +52,13 @@ describe('files API', () => {
     const other = await client.files.create({ file: await toFile(Buffer.from('x'), 'x.txt'), purpose: 'assistants' });
 
     const all = await client.files.list();
-    expectMatchesSchema(await client.files.list().asResponse().then((r) => r.json()), 'ListFilesResponse');
+    expectMatchesSchema(
+      await client.files
+        .list()
+        .asResponse()
+        .then((r) => r.json()),
+      'ListFilesResponse',
+    );
     expect(all.data.map((f) => f.id)).toEqual([other.id, ...ids.slice().reverse()]);
     expect(all.has_more).toBe(false);
 
@@ -68,7 +67,10 @@ describe('files API', () => {
     let after: string | undefined;
     for (;;) {
       const page = await client.files.list({ purpose: 'fine-tune', limit: 2, after });
-      const raw = await client.files.list({ purpose: 'fine-tune', limit: 2, after }).asResponse().then((r) => r.json());
+      const raw = await client.files
+        .list({ purpose: 'fine-tune', limit: 2, after })
+        .asResponse()
+        .then((r) => r.json());
       expectMatchesSchema(raw, 'ListFilesResponse');
       expect(raw.first_id).toBe(page.data[0]?.id ?? null);
       expect(raw.last_id).toBe(page.data[page.data.length - 1]?.id ?? null);
@@ -87,7 +89,10 @@ describe('files API', () => {
     expect(asc.data.map((f) => f.id)).toEqual(ids.slice(0, 3));
     expect(asc.has_more).toBe(true);
 
-    const empty = await client.files.list({ purpose: 'batch' }).asResponse().then((r) => r.json());
+    const empty = await client.files
+      .list({ purpose: 'batch' })
+      .asResponse()
+      .then((r) => r.json());
     expectMatchesSchema(empty, 'ListFilesResponse');
     expect(empty).toEqual({ object: 'list', data: [], first_id: null, last_id: null, has_more: false });
   });
@@ -106,19 +111,22 @@ describe('files API', () => {
 
   it('rejects bad uploads with 400 naming the field, and stores nothing', async () => {
     const client = svc.client('sk-files-bad');
-    const wrongExt = await expectApiError(
-      client.files.create({ file: await toFile(Buffer.from('{"a":1}\n'), 'train.json'), purpose: 'fine-tune' }),
-      { status: 400, param: 'file', code: 'invalid_file_format', message: /\.jsonl/ },
-    );
+    const wrongExt = await expectApiError(client.files.create({ file: await toFile(Buffer.from('{"a":1}\n'), 'train.json'), purpose: 'fine-tune' }), {
+      status: 400,
+      param: 'file',
+      code: 'invalid_file_format',
+      message: /\.jsonl/,
+    });
     expectMatchesSchema({ error: wrongExt.error }, 'Error');
-    await expectApiError(
-      client.files.create({ file: await jsonlFile(trainingJsonl(10)), purpose: 'fine-tuning' as never }),
-      { status: 400, param: 'purpose', code: 'invalid_value' },
-    );
-    await expectApiError(
-      client.files.create({ file: await jsonlFile(trainingJsonl(10)), purpose: 'fine-tune-results' as never }),
-      { status: 400, param: 'purpose' },
-    );
+    await expectApiError(client.files.create({ file: await jsonlFile(trainingJsonl(10)), purpose: 'fine-tuning' as never }), {
+      status: 400,
+      param: 'purpose',
+      code: 'invalid_value',
+    });
+    await expectApiError(client.files.create({ file: await jsonlFile(trainingJsonl(10)), purpose: 'fine-tune-results' as never }), {
+      status: 400,
+      param: 'purpose',
+    });
     await expectApiError(client.files.create({ file: await jsonlFile(''), purpose: 'fine-tune' }), {
       status: 400,
       param: 'file',

@@ -1,19 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type OpenAI from 'openai';
-import {
-  expectApiError,
-  jsonlFile,
-  type RunningEmulator,
-  startEmulator,
-  trainingJsonl,
-  uploadTraining,
-} from '../kit/index.js';
+import { expectApiError, jsonlFile, type RunningEmulator, startEmulator, trainingJsonl, uploadTraining } from '../kit/index.js';
 import { expectMatchesSchema } from '../kit/spec.js';
 
 const withKey = (key: string) => ({ headers: { 'Idempotency-Key': key } });
 /** OpenAI returns user_provided_suffix on jobs; the SDK's type does not declare it. */
-const suffixOf = (job: OpenAI.FineTuning.Jobs.FineTuningJob) =>
-  (job as unknown as { user_provided_suffix: string | null }).user_provided_suffix;
+const suffixOf = (job: OpenAI.FineTuning.Jobs.FineTuningJob) => (job as unknown as { user_provided_suffix: string | null }).user_provided_suffix;
 
 describe('Idempotency-Key on POSTs', () => {
   let svc: RunningEmulator;
@@ -44,10 +36,11 @@ describe('Idempotency-Key on POSTs', () => {
 
   it('the same key with a different body is a 409 naming the key; another org or route may reuse the key', async () => {
     await client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: fileId, suffix: 'a' }, withKey('key-2'));
-    const err = await expectApiError(
-      client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: fileId, suffix: 'b' }, withKey('key-2')),
-      { status: 409, param: 'Idempotency-Key', code: 'idempotency_key_reused' },
-    );
+    const err = await expectApiError(client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: fileId, suffix: 'b' }, withKey('key-2')), {
+      status: 409,
+      param: 'Idempotency-Key',
+      code: 'idempotency_key_reused',
+    });
     expectMatchesSchema({ error: err.error }, 'Error');
     expect((await client.fineTuning.jobs.list()).data.filter((j) => suffixOf(j) === 'b')).toEqual([]);
 
@@ -63,19 +56,16 @@ describe('Idempotency-Key on POSTs', () => {
     const a = await client.files.create({ file: await jsonlFile(content, 'x.jsonl'), purpose: 'fine-tune' }, withKey('upload-1'));
     const b = await client.files.create({ file: await jsonlFile(content, 'x.jsonl'), purpose: 'fine-tune' }, withKey('upload-1'));
     expect(b).toEqual(a);
-    await expectApiError(
-      client.files.create({ file: await jsonlFile(trainingJsonl(10, 4), 'x.jsonl'), purpose: 'fine-tune' }, withKey('upload-1')),
-      { status: 409 },
-    );
+    await expectApiError(client.files.create({ file: await jsonlFile(trainingJsonl(10, 4), 'x.jsonl'), purpose: 'fine-tune' }, withKey('upload-1')), {
+      status: 409,
+    });
     expect((await client.files.list()).data.filter((f) => f.filename === 'x.jsonl')).toHaveLength(1);
   });
 
   it('10 concurrent creates with the same key make one job, and all get its response', async () => {
     const before = creates();
     const results = await Promise.all(
-      Array.from({ length: 10 }, () =>
-        client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: fileId, suffix: 'burst' }, withKey('burst-key')),
-      ),
+      Array.from({ length: 10 }, () => client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: fileId, suffix: 'burst' }, withKey('burst-key'))),
     );
     expect(creates() - before).toBe(10);
     const ids = new Set(results.map((r) => r.id));

@@ -1,14 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type OpenAI from 'openai';
-import {
-  expectApiError,
-  type RunningEmulator,
-  startEmulator,
-  trainingJsonl,
-  uploadTraining,
-  waitFor,
-  waitForStatus,
-} from '../kit/index.js';
+import { expectApiError, type RunningEmulator, startEmulator, trainingJsonl, uploadTraining, waitFor, waitForStatus } from '../kit/index.js';
 import { expectMatchesSchema } from '../kit/spec.js';
 
 async function allEvents(client: OpenAI, jobId: string) {
@@ -93,7 +85,9 @@ describe('cancel, pause and resume', () => {
     await expectApiError(client.fineTuning.jobs.pause(job.id), { status: 400 });
     const atPause = await allEvents(client, job.id);
     const stepsAtPause = metricSteps(atPause);
-    expect(atPause[atPause.length - 1].message).toBe(`Fine-tuning job paused at step ${stepsAtPause.length}/${(atPause.find((e) => e.type === 'metrics')!.data as { total_steps: number }).total_steps}`);
+    expect(atPause[atPause.length - 1].message).toBe(
+      `Fine-tuning job paused at step ${stepsAtPause.length}/${(atPause.find((e) => e.type === 'metrics')!.data as { total_steps: number }).total_steps}`,
+    );
     await new Promise((r) => setTimeout(r, 200));
     expect(metricSteps(await allEvents(client, job.id))).toEqual(stepsAtPause);
     expect((await client.fineTuning.jobs.retrieve(job.id)).status).toBe('paused');

@@ -29,8 +29,7 @@ async function allEvents(client: OpenAI, jobId: string): Promise<Event[]> {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const metricsOf = (events: Event[]) =>
-  events.filter((e) => e.type === 'metrics').map((e) => e.data as Record<string, number>);
+const metricsOf = (events: Event[]) => events.filter((e) => e.type === 'metrics').map((e) => e.data as Record<string, number>);
 
 describe('a 20-example job, end to end', () => {
   let svc: RunningEmulator;
@@ -58,7 +57,10 @@ describe('a 20-example job, end to end', () => {
     // Poll the job through the SDK until it finishes, validating every body and noting the statuses seen.
     done = await (async () => {
       for (;;) {
-        const raw = await client.fineTuning.jobs.retrieve(created.id).asResponse().then((r) => r.json());
+        const raw = await client.fineTuning.jobs
+          .retrieve(created.id)
+          .asResponse()
+          .then((r) => r.json());
         expectMatchesSchema(raw, 'FineTuningJob');
         seen.add(raw.status);
         if (raw.status === 'running') {
@@ -166,7 +168,10 @@ describe('a 20-example job, end to end', () => {
   it('checkpoints for the last three epochs, newest first, the last one being the final model', async () => {
     const total = metricsOf(events).length;
     const spe = total / epochs();
-    const raw = await client.fineTuning.jobs.checkpoints.list(created.id).asResponse().then((r) => r.json());
+    const raw = await client.fineTuning.jobs.checkpoints
+      .list(created.id)
+      .asResponse()
+      .then((r) => r.json());
     expectMatchesSchema(raw, 'ListFineTuningJobCheckpointsResponse');
     expect(raw.data.map((c: { step_number: number }) => c.step_number)).toEqual([total, total - spe, total - 2 * spe]);
     expect(raw.first_id).toBe(raw.data[0].id);
@@ -194,8 +199,14 @@ describe('a 20-example job, end to end', () => {
   });
 
   it('events page by page, newest first (limit + after, and the SDK auto-pagination)', async () => {
-    const newestFirst = events.slice().reverse().map((e) => e.id);
-    const first = await client.fineTuning.jobs.listEvents(created.id).asResponse().then((r) => r.json());
+    const newestFirst = events
+      .slice()
+      .reverse()
+      .map((e) => e.id);
+    const first = await client.fineTuning.jobs
+      .listEvents(created.id)
+      .asResponse()
+      .then((r) => r.json());
     expectMatchesSchema(first, 'ListFineTuningJobEventsResponse');
     expect(first.data.map((e: { id: string }) => e.id)).toEqual(newestFirst.slice(0, 20));
     expect(first.has_more).toBe(true);

@@ -11,7 +11,7 @@ describe.skipIf(!SPEC_PATH)(`responses against OpenAI's published spec (${SPEC_P
     expect(SPEC_PATH).toBeTruthy();
   });
 
-  it("the helper tells a matching body from one that is not", () => {
+  it('the helper tells a matching body from one that is not', () => {
     const error = { error: { message: 'No such job', type: 'invalid_request_error', param: null, code: null } };
     expect(matchesSchema(error, 'Error')).toBe(true);
     expect(matchesSchema({ error: { message: '' } }, 'Error')).toBe(false);

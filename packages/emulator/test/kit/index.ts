@@ -14,14 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import OpenAI, { toFile } from 'openai';
 import { newEventId } from '../../src/ids.js';
-import {
-  createEmulator,
-  DatabaseInUseError,
-  type Emulator,
-  type EmulatorOptions,
-  type RequestInfo,
-  requestListener,
-} from '../../src/index.js';
+import { createEmulator, DatabaseInUseError, type Emulator, type EmulatorOptions, type RequestInfo, requestListener } from '../../src/index.js';
 
 /** This package's directory. */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -150,9 +143,7 @@ export async function spawnEmulator(opts: { dbPath: string; stepMs: number; port
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    child.once('exit', (code, signal) => r({ code, signal })),
-  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   const url = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error(`emulator did not start:\n${output}`)), 30_000);
     const onData = (chunk: Buffer) => {
@@ -277,13 +268,25 @@ export function seedEvents(emulator: Emulator, jobId: string, count: number): vo
   const now = Math.floor(Date.now() / 1000);
   store.db.transaction(() => {
     for (let i = 1; i <= count; i++) {
-      store.insertEvent({ id: newEventId(), job_id: jobId, created_at: now, level: 'info', message: `Seeded history event ${i}/${count}`, type: 'message', data: {} });
+      store.insertEvent({
+        id: newEventId(),
+        job_id: jobId,
+        created_at: now,
+        level: 'info',
+        message: `Seeded history event ${i}/${count}`,
+        type: 'message',
+        data: {},
+      });
     }
   })();
 }
 
 /** Poll `fn` every `stepMs` until it returns a truthy value; throw after `timeoutMs`, or at once if `fn` throws. */
-export async function waitUntil<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs: number, stepMs: number): Promise<T> {
+export async function waitUntil<T>(
+  fn: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  timeoutMs: number,
+  stepMs: number,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -308,7 +311,11 @@ export async function createTrainingJob(client: OpenAI, nEpochs: number, example
 }
 
 /** Poll `fn` until it returns a truthy value (or throw after `timeoutMs`). */
-export async function waitFor<T>(fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 20_000, intervalMs = 10): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 20_000,
+  intervalMs = 10,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -326,16 +333,15 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>
 }
 
 /** Wait until a job reaches one of `statuses` (polling through the SDK). */
-export async function waitForStatus(
-  client: OpenAI,
-  jobId: string,
-  statuses: string[],
-  timeoutMs = 30_000,
-): Promise<OpenAI.FineTuning.Jobs.FineTuningJob> {
-  return waitFor(async () => {
-    const job = await client.fineTuning.jobs.retrieve(jobId);
-    return statuses.includes(job.status) ? job : undefined;
-  }, timeoutMs, 20);
+export async function waitForStatus(client: OpenAI, jobId: string, statuses: string[], timeoutMs = 30_000): Promise<OpenAI.FineTuning.Jobs.FineTuningJob> {
+  return waitFor(
+    async () => {
+      const job = await client.fineTuning.jobs.retrieve(jobId);
+      return statuses.includes(job.status) ? job : undefined;
+    },
+    timeoutMs,
+    20,
+  );
 }
 
 // ------------------------------------------------------------------------------------------ fixtures
@@ -404,7 +410,11 @@ export const trainingJsonl = (count = 20, offset = 0) => toJsonl(chatExamples(co
 export function completionJsonl(count = 12): string {
   return toJsonl(
     chatExamples(count).map((e) => ({
-      prompt: e.messages.filter((m) => m.role === 'user').map((m) => m.content).join('\n') + '\n\n###\n\n',
+      prompt:
+        e.messages
+          .filter((m) => m.role === 'user')
+          .map((m) => m.content)
+          .join('\n') + '\n\n###\n\n',
       completion: ' ' + e.messages.find((m) => m.role === 'assistant')!.content + '\n',
     })),
   );

@@ -44,11 +44,6 @@ export function exampleTokens(example: Record<string, unknown>, model: string): 
   return encode(String(example.prompt ?? '')).length + encode(String(example.completion ?? '')).length;
 }
 
-export function expectedTrainedTokens(
-  examples: Record<string, unknown>[],
-  model: string,
-  epochs: number,
-  limit = tokenLimit(model),
-): number {
+export function expectedTrainedTokens(examples: Record<string, unknown>[], model: string, epochs: number, limit = tokenLimit(model)): number {
   return examples.reduce((sum, e) => sum + Math.min(exampleTokens(e, model), limit), 0) * epochs;
 }

@@ -60,7 +60,14 @@ describe('good chat files', () => {
     rows[0] = {
       messages: [
         { role: 'system', content: 'You call tools.', name: 'setup' },
-        { role: 'user', content: [{ type: 'text', text: 'Weather in ' }, { type: 'text', text: 'Paris?' }], name: 'ann' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Weather in ' },
+            { type: 'text', text: 'Paris?' },
+          ],
+          name: 'ann',
+        },
         { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Paris"}' } }] },
         { role: 'tool', tool_call_id: 'call_1', content: '{"temp": 21}' },
         { role: 'assistant', content: 'It is 21 degrees.', weight: 1 },
@@ -79,7 +86,12 @@ describe('good chat files', () => {
       ],
       functions: [{ name: 'add', parameters: { type: 'object' } }],
     };
-    rows[2] = { messages: [{ role: 'user', content: 'Do something bad' }, { role: 'assistant', refusal: 'I cannot help with that.' }] };
+    rows[2] = {
+      messages: [
+        { role: 'user', content: 'Do something bad' },
+        { role: 'assistant', refusal: 'I cannot help with that.' },
+      ],
+    };
     expect(ok(prepareDataset(toJsonl(rows), CHAT)).examples).toHaveLength(10);
   });
 
@@ -218,7 +230,11 @@ describe('bad chat lines: the first bad line is named', () => {
       4,
       'messages[2].content contains an invalid token: <|endoftext|>',
     );
-    expectLineError(withMessage(3, 1, { role: 'user', content: [{ type: 'text', text: '<|fim_suffix|>' }] }), 4, 'messages[1].content[0].text contains an invalid token: <|fim_suffix|>');
+    expectLineError(
+      withMessage(3, 1, { role: 'user', content: [{ type: 'text', text: '<|fim_suffix|>' }] }),
+      4,
+      'messages[1].content[0].text contains an invalid token: <|fim_suffix|>',
+    );
   });
 
   it('reports the first bad line only', () => {
@@ -234,7 +250,7 @@ describe('bad chat lines: the first bad line is named', () => {
 });
 
 describe('example counts', () => {
-  it('fewer than 10 training examples: invalid_n_examples with OpenAI\'s text', () => {
+  it("fewer than 10 training examples: invalid_n_examples with OpenAI's text", () => {
     const r = bad(prepareDataset(toJsonl(chatRows(5)), CHAT));
     expect(r).toEqual({ ok: false, code: 'invalid_n_examples', message: 'Training file has 5 example(s), but must have at least 10 examples' });
   });
@@ -287,11 +303,31 @@ describe('dpo files', () => {
       return toJsonl(r);
     };
     const good = rows()[0];
-    expectLineError(at(0, chatRows(1)[0]), 1, "has 'messages' but the job's method is dpo: each line needs 'input', 'preferred_output' and 'non_preferred_output'", DPO);
+    expectLineError(
+      at(0, chatRows(1)[0]),
+      1,
+      "has 'messages' but the job's method is dpo: each line needs 'input', 'preferred_output' and 'non_preferred_output'",
+      DPO,
+    );
     expectLineError(at(1, { ...good, preferred_output: undefined }), 2, "missing 'preferred_output'", DPO);
-    expectLineError(at(2, { ...good, non_preferred_output: [{ role: 'user', content: 'x' }] }), 3, "non_preferred_output[0] must be an assistant message, got role 'user'", DPO);
-    expectLineError(at(3, { ...good, preferred_output: [{ role: 'assistant', content: 'x', weight: 1 }] }), 4, "preferred_output[0] has 'weight', which is only supported for supervised fine-tuning", DPO);
-    expectLineError(at(4, { ...good, score: 1 }), 5, "has unrecognized key 'score' (a DPO example has 'input', 'preferred_output' and 'non_preferred_output')", DPO);
+    expectLineError(
+      at(2, { ...good, non_preferred_output: [{ role: 'user', content: 'x' }] }),
+      3,
+      "non_preferred_output[0] must be an assistant message, got role 'user'",
+      DPO,
+    );
+    expectLineError(
+      at(3, { ...good, preferred_output: [{ role: 'assistant', content: 'x', weight: 1 }] }),
+      4,
+      "preferred_output[0] has 'weight', which is only supported for supervised fine-tuning",
+      DPO,
+    );
+    expectLineError(
+      at(4, { ...good, score: 1 }),
+      5,
+      "has unrecognized key 'score' (a DPO example has 'input', 'preferred_output' and 'non_preferred_output')",
+      DPO,
+    );
     expectLineError(at(5, { ...good, input: { messages: [] } }), 6, "'input.messages' is empty", DPO);
     expectLineError(at(6, { ...good, input: [] }), 7, "'input' must be an object, got an array", DPO);
   });
@@ -327,7 +363,12 @@ describe('prompt/completion files (babbage-002, davinci-002)', () => {
     expectLineError(at(2, { prompt: 'x' }), 3, "missing 'completion'", LEGACY);
     expectLineError(at(2, { completion: 'x' }), 3, "missing 'prompt'", LEGACY);
     expectLineError(at(4, { prompt: 1, completion: 'x' }), 5, "'prompt' must be a string, got a number", LEGACY);
-    expectLineError(at(9, { prompt: 'a', completion: 'b', label: 'c' }), 10, "has unrecognized key 'label' (a babbage-002 example has only 'prompt' and 'completion')", LEGACY);
+    expectLineError(
+      at(9, { prompt: 'a', completion: 'b', label: 'c' }),
+      10,
+      "has unrecognized key 'label' (a babbage-002 example has only 'prompt' and 'completion')",
+      LEGACY,
+    );
   });
 });
 
@@ -338,8 +379,44 @@ describe('never throws on bad input', () => {
       x = (Math.imul(x, 1103515245) + 12345) >>> 0;
       return x % n;
     };
-    const atoms = ['{', '}', '[', ']', '"', ':', ',', 'null', 'true', '1e999', '-0', '"role"', '"content"', '"messages"', '"assistant"', ' ', '\\u0000', '\u{1F600}', '\uD800'];
-    const values = [null, 0, 'x', [], {}, [null], [{}], { role: 'assistant' }, { role: 'assistant', content: {} }, { messages: [[]] }, { messages: [{ role: {}, content: [] }] }, { messages: [{ role: 'assistant', content: [null] }] }, { messages: [{ role: 'assistant', tool_calls: [null] }] }, { input: { messages: [{ role: 'user', content: 'x' }] }, preferred_output: {}, non_preferred_output: null }, { prompt: null, completion: [] }];
+    const atoms = [
+      '{',
+      '}',
+      '[',
+      ']',
+      '"',
+      ':',
+      ',',
+      'null',
+      'true',
+      '1e999',
+      '-0',
+      '"role"',
+      '"content"',
+      '"messages"',
+      '"assistant"',
+      ' ',
+      '\\u0000',
+      '\u{1F600}',
+      '\uD800',
+    ];
+    const values = [
+      null,
+      0,
+      'x',
+      [],
+      {},
+      [null],
+      [{}],
+      { role: 'assistant' },
+      { role: 'assistant', content: {} },
+      { messages: [[]] },
+      { messages: [{ role: {}, content: [] }] },
+      { messages: [{ role: 'assistant', content: [null] }] },
+      { messages: [{ role: 'assistant', tool_calls: [null] }] },
+      { input: { messages: [{ role: 'user', content: 'x' }] }, preferred_output: {}, non_preferred_output: null },
+      { prompt: null, completion: [] },
+    ];
     for (let trial = 0; trial < 400; trial++) {
       const lines: string[] = [];
       for (let l = 0; l < 1 + rnd(4); l++) {

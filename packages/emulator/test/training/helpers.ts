@@ -32,10 +32,7 @@ export function countExample(row: Row, model: string): number {
   if (Array.isArray(row.messages)) return countMessages(row.messages as Message[], model);
   if (row.input && typeof row.input === 'object') {
     const input = row.input as { messages: Message[] };
-    return countMessages(
-      [...input.messages, ...(row.preferred_output as Message[]), ...(row.non_preferred_output as Message[])],
-      model,
-    );
+    return countMessages([...input.messages, ...(row.preferred_output as Message[]), ...(row.non_preferred_output as Message[])], model);
   }
   const encode = encoderFor(model);
   return encode(String(row.prompt)).length + encode(String(row.completion)).length;

@@ -2,13 +2,7 @@
  * planTraining: "auto" hyperparameters at their boundaries, explicit values, and the run's shape.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  autoBatchSize,
-  autoEpochs,
-  autoLearningRateMultiplier,
-  planTraining,
-  type TokenizedExample,
-} from '../../src/training/index.js';
+import { autoBatchSize, autoEpochs, autoLearningRateMultiplier, planTraining, type TokenizedExample } from '../../src/training/index.js';
 
 const examples = (n: number, billable = (i: number) => 10 + i): TokenizedExample[] =>
   Array.from({ length: n }, (_, i) => ({ tokens: [1, 2, 3], trainMask: [false, true, true], billableTokens: billable(i) }));
@@ -97,7 +91,11 @@ describe('planTraining', () => {
   });
 
   it('trained tokens are billable tokens times epochs', () => {
-    const plan = planTraining(examples(50, () => 1000), { n_epochs: 3 }, 'supervised');
+    const plan = planTraining(
+      examples(50, () => 1000),
+      { n_epochs: 3 },
+      'supervised',
+    );
     expect(plan.trainedTokens).toBe(150_000);
   });
 

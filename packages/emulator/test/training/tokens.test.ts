@@ -40,7 +40,14 @@ function richRows(): Row[] {
   rows[0] = {
     messages: [
       { role: 'system', content: 'You call tools when needed.', name: 'boot' },
-      { role: 'user', content: [{ type: 'text', text: 'Weather in ' }, { type: 'text', text: 'Paris?' }], name: 'ann' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Weather in ' },
+          { type: 'text', text: 'Paris?' },
+        ],
+        name: 'ann',
+      },
       { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Paris"}' } }] },
       { role: 'tool', tool_call_id: 'call_1', content: '{"temp": 21}' },
       { role: 'assistant', content: 'Draft: it is warm.', weight: 0 },
@@ -57,7 +64,12 @@ function richRows(): Row[] {
       { role: 'assistant', content: 'Four. 四. Vier. 🎲' },
     ],
   };
-  rows[2] = { messages: [{ role: 'user', content: 'Do something bad' }, { role: 'assistant', refusal: 'I cannot help with that.' }] };
+  rows[2] = {
+    messages: [
+      { role: 'user', content: 'Do something bad' },
+      { role: 'assistant', refusal: 'I cannot help with that.' },
+    ],
+  };
   return rows;
 }
 
@@ -104,9 +116,7 @@ describe('token sequence and train mask', () => {
       const rows = richRows();
       const r = ok(prepareDataset(toJsonl(rows), opts(model)));
       const decode = decoderFor(model);
-      expect(decode(trained(r.examples[0]))).toBe(
-        JSON.stringify((rows[0].messages as Row[])[2].tool_calls) + 'It is 21 °C in Paris — pleasant.',
-      );
+      expect(decode(trained(r.examples[0]))).toBe(JSON.stringify((rows[0].messages as Row[])[2].tool_calls) + 'It is 21 °C in Paris — pleasant.');
       expect(decode(trained(r.examples[1]))).toBe('{"name":"add","arguments":"{\\"a\\":2,\\"b\\":2}"}' + 'Four. 四. Vier. 🎲');
       expect(decode(trained(r.examples[2]))).toBe('I cannot help with that.');
       const plain = (rows[5].messages as Row[])[2].content as string;
@@ -193,7 +203,10 @@ describe('per-model limits and truncation', () => {
     const base = chatRows(10);
     // Find a length whose count is limit + 2: the sequence (count - 3) fits, the count does not.
     let k = 4000;
-    const make = (n: number) => [{ role: 'user', content: 'Go.' }, { role: 'assistant', content: ' a'.repeat(n) }];
+    const make = (n: number) => [
+      { role: 'user', content: 'Go.' },
+      { role: 'assistant', content: ' a'.repeat(n) },
+    ];
     while (countMessages(make(k), model) < 4096 + 2) k++;
     expect(countMessages(make(k), model)).toBe(4098);
     base[4] = { messages: make(k) };
@@ -213,9 +226,7 @@ describe('per-model limits and truncation', () => {
     const rows = chatRows(1);
     (rows[0].messages as Row[])[1] = { role: 'user', content: 'z '.repeat(20_000) };
     const r = ok(prepareDataset(toJsonl(rows), opts('babbage-002'.replace('babbage-002', 'gpt-3.5-turbo'), { role: 'validation_file' })));
-    expect(r.warnings[0].message).toBe(
-      '1 example in the validation file was truncated to 16385 tokens, the per-example limit for gpt-3.5-turbo (line 1)',
-    );
+    expect(r.warnings[0].message).toBe('1 example in the validation file was truncated to 16385 tokens, the per-example limit for gpt-3.5-turbo (line 1)');
   });
 });
 
@@ -226,7 +237,35 @@ describe('tokenizer guard', () => {
       x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
       return x % n;
     };
-    const pieces = ['the', 'The', ' ', '  ', '\n', '\n\n', '\t', ',', '.', "'s", "don't", '123', '4567', 'ünïcödé', '日本語', '🎉', '-', '//', 'x'.repeat(30), '$', 'O\'Neil', ' 9', 'ABC', 'camelCase', '\r\n', '…', 'ö'];
+    const pieces = [
+      'the',
+      'The',
+      ' ',
+      '  ',
+      '\n',
+      '\n\n',
+      '\t',
+      ',',
+      '.',
+      "'s",
+      "don't",
+      '123',
+      '4567',
+      'ünïcödé',
+      '日本語',
+      '🎉',
+      '-',
+      '//',
+      'x'.repeat(30),
+      '$',
+      "O'Neil",
+      ' 9',
+      'ABC',
+      'camelCase',
+      '\r\n',
+      '…',
+      'ö',
+    ];
     for (const name of ['o200k_base', 'cl100k_base'] as const) {
       const enc = getEncoder(name);
       const plain = name === 'o200k_base' ? encodeO200k : encodeCl100k;

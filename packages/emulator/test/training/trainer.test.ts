@@ -87,7 +87,8 @@ describe('training on ordinary data', () => {
   });
 
   it('validation metrics at every step, full validation at checkpoints, validation loss falls too', () => {
-    for (const m of r.steps) expect(Object.keys(m).sort()).toEqual(['step', 'train_loss', 'train_mean_token_accuracy', 'valid_loss', 'valid_mean_token_accuracy']);
+    for (const m of r.steps)
+      expect(Object.keys(m).sort()).toEqual(['step', 'train_loss', 'train_mean_token_accuracy', 'valid_loss', 'valid_mean_token_accuracy']);
     for (const c of r.checkpoints) {
       expect(c.full_valid_loss).toBeTypeOf('number');
       expect(c.full_valid_mean_token_accuracy).toBeTypeOf('number');
@@ -160,7 +161,13 @@ describe('fastForward (crash recovery)', () => {
     expect(t.stepsDone).toBe(k);
     if (k > 0) {
       const cp = t.checkpointMetrics();
-      expect({ step: cp.step, train_loss: cp.train_loss, train_mean_token_accuracy: cp.train_mean_token_accuracy, valid_loss: cp.valid_loss, valid_mean_token_accuracy: cp.valid_mean_token_accuracy }).toEqual(full.steps[k - 1]);
+      expect({
+        step: cp.step,
+        train_loss: cp.train_loss,
+        train_mean_token_accuracy: cp.train_mean_token_accuracy,
+        valid_loss: cp.valid_loss,
+        valid_mean_token_accuracy: cp.valid_mean_token_accuracy,
+      }).toEqual(full.steps[k - 1]);
       if (k % 20 === 0) expect(cp).toEqual(full.checkpoints[k / 20 - 1]);
     }
     const rest: StepMetrics[] = [];

@@ -60,7 +60,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       if (recording) {
         latencies.push(performance.now() - t0);
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
-        if (spec.expect && (n++ % 50 === 0) && !text.includes(spec.expect)) badBodies++;
+        if (spec.expect && n++ % 50 === 0 && !text.includes(spec.expect)) badBodies++;
       }
     } catch {
       if (recording) errors++;

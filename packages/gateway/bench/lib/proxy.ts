@@ -6,13 +6,10 @@ export async function startBareProxy(target: string, connections = 64): Promise<
   const t = new URL(target);
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
   const server = createServer((req, res) => {
-    const upstream = request(
-      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
+    const upstream = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
     upstream.on('error', () => {
       res.writeHead(502);
       res.end();

@@ -28,10 +28,7 @@ export type Scope = 'read' | 'write';
 export const SCOPES: readonly Scope[] = ['read', 'write'];
 
 /** How clients authenticate (AUTH_MODE and GATEWAY_TOKENS, read by src/config.ts). Tokens are kept only as sha256 hashes. */
-export type AuthConfig =
-  | { mode: 'none' }
-  | { mode: 'passthrough' }
-  | { mode: 'tokens'; tokens: GatewayToken[] };
+export type AuthConfig = { mode: 'none' } | { mode: 'passthrough' } | { mode: 'tokens'; tokens: GatewayToken[] };
 
 /** One entry of GATEWAY_TOKENS: kept as a sha256 hash, never in clear. */
 export interface GatewayToken {

@@ -52,7 +52,10 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger, observer: F
       if (v === undefined || k === 'content-length' || k === 'transfer-encoding' || k === 'connection') continue;
       headers.push([k, Array.isArray(v) ? v.join(', ') : v]);
     }
-    const response = await yoga.fetch(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`, { method: 'POST', headers, body }, { req, res } as never);
+    const response = await yoga.fetch(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`, { method: 'POST', headers, body }, {
+      req,
+      res,
+    } as never);
     const outHeaders: Record<string, string> = {};
     response.headers.forEach((v, k) => (outHeaders[k] = v));
     const type = response.headers.get('content-type') ?? '';
@@ -93,8 +96,7 @@ export function createJsonFastPath(yoga: YogaServer, logger: Logger, observer: F
     // GraphQL over HTTP: answer application/graphql-response+json when the client accepts it first.
     const ct =
       accept.includes('application/graphql-response+json') &&
-      (!accept.includes('application/json') ||
-        accept.indexOf('application/graphql-response+json') < accept.indexOf('application/json'))
+      (!accept.includes('application/json') || accept.indexOf('application/graphql-response+json') < accept.indexOf('application/json'))
         ? 'application/graphql-response+json; charset=utf-8'
         : 'application/json; charset=utf-8';
 
@@ -274,4 +276,3 @@ function errorJson(err: { message: string }) {
   }
   return json;
 }
-

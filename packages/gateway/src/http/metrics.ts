@@ -415,7 +415,10 @@ export async function runCheck(fn: () => Promise<unknown>, code: string, timeout
  * first failing check's. A single-process server that is ready answers `{ status: 'ready' }` as before, unless
  * `verbose` (cluster mode, where there is more than one thing to check).
  */
-export async function readiness(checks: Record<string, () => Promise<CheckResult>>, verbose: boolean): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function readiness(
+  checks: Record<string, () => Promise<CheckResult>>,
+  verbose: boolean,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const names = Object.keys(checks);
   const results = await Promise.all(names.map((n) => checks[n]!()));
   const out: Record<string, CheckResult> = {};

@@ -64,7 +64,10 @@ export class OperationNameLabels {
 
   /** A new window: the busiest names of the last one keep (or get) the slots. */
   private rotate(): void {
-    const busiest = [...this.hits.entries()].sort((a, b) => b[1] - a[1]).slice(0, this.slots).map(([n]) => n);
+    const busiest = [...this.hits.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, this.slots)
+      .map(([n]) => n);
     const next = new Set(busiest);
     const dropped = [...this.current].filter((n) => !next.has(n));
     this.current = next;

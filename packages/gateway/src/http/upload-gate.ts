@@ -130,7 +130,13 @@ export function createUploadGate(opts: UploadGateOptions): UploadGate {
         ? `${inProgress} uploads are being processed and ${queue.length} are waiting`
         : `no upload slot freed within ${Math.round(opts.maxWaitMs / 1000)} s`;
     const message = `Too many uploads at once: ${why} (at most ${maxConcurrent} at once, MAX_CONCURRENT_UPLOADS, and ${maxWaiting} waiting); retry in ${retryAfter} s.`;
-    answer(req, res, 429, { 'retry-after': String(retryAfter) }, { message, extensions: { code: 'LIMIT_EXCEEDED', limit: 'concurrentUploads', reason, retryAfter } });
+    answer(
+      req,
+      res,
+      429,
+      { 'retry-after': String(retryAfter) },
+      { message, extensions: { code: 'LIMIT_EXCEEDED', limit: 'concurrentUploads', reason, retryAfter } },
+    );
   };
 
   return {

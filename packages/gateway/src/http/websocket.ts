@@ -179,7 +179,10 @@ export function attachGraphQLWebSocket(httpServer: Server, yoga: YogaServer, gua
         const result = authenticator.fromConnectionParams(ctx.connectionParams);
         if (!result.ok) {
           // graphql-ws would close with "Forbidden"; say why (a close reason is at most 123 bytes).
-          ctx.extra.socket.close(4403, `Forbidden: ${result.reason === 'missing' ? 'no bearer token in connectionParams.authorization' : result.reason === 'malformed' ? 'malformed bearer token' : 'invalid bearer token'}`);
+          ctx.extra.socket.close(
+            4403,
+            `Forbidden: ${result.reason === 'missing' ? 'no bearer token in connectionParams.authorization' : result.reason === 'malformed' ? 'malformed bearer token' : 'invalid bearer token'}`,
+          );
           return false;
         }
         authOf.set(ctx, result);

@@ -137,7 +137,9 @@ function useErrorCodes(): Plugin {
     let coercion: readonly GraphQLError[] = r.errors.filter(isCoercion);
     const operation = getOperationAST(args.document, args.operationName ?? undefined);
     if (operation) {
-      const exact = getVariableValues(args.schema, operation.variableDefinitions ?? [], (args.variableValues ?? {}) as Record<string, unknown>, { maxErrors: 20 });
+      const exact = getVariableValues(args.schema, operation.variableDefinitions ?? [], (args.variableValues ?? {}) as Record<string, unknown>, {
+        maxErrors: 20,
+      });
       if (exact.errors?.length) coercion = exact.errors;
     }
     const tagged = coercion.map((err) => {
@@ -149,7 +151,10 @@ function useErrorCodes(): Plugin {
     return { ...r, errors: [...tagged, ...r.errors.filter((e) => !isCoercion(e))] };
   };
   return {
-    onParse: () => ({ result }) => tag(result, 'GRAPHQL_PARSE_FAILED'),
+    onParse:
+      () =>
+      ({ result }) =>
+        tag(result, 'GRAPHQL_PARSE_FAILED'),
     onExecute: ({ args }) => ({
       onExecuteDone: ({ result, setResult }) => {
         const tagged = tagResult(result, args);
@@ -232,11 +237,13 @@ function useUnexpectedErrorLog(): Plugin<GraphQLContext> {
       if (!isExpected(error)) ctx.log()?.error({ err: (error as GraphQLError).originalError ?? error }, 'unexpected error in a resolver');
     }
   };
-  const onResult = (ctx: GraphQLContext) => ({ result }: { result: unknown }) => {
-    if (result && typeof result === 'object' && Symbol.asyncIterator in result) return { onNext: ({ result: r }: { result: unknown }) => logErrors(ctx, r) };
-    logErrors(ctx, result);
-    return undefined;
-  };
+  const onResult =
+    (ctx: GraphQLContext) =>
+    ({ result }: { result: unknown }) => {
+      if (result && typeof result === 'object' && Symbol.asyncIterator in result) return { onNext: ({ result: r }: { result: unknown }) => logErrors(ctx, r) };
+      logErrors(ctx, result);
+      return undefined;
+    };
   return {
     onExecute: ({ args }) => ({ onExecuteDone: onResult(args.contextValue) as never }),
     onSubscribe: ({ args }) => ({ onSubscribeResult: onResult(args.contextValue) as never }),
@@ -259,7 +266,13 @@ function useUnsupportedMediaType(): Plugin {
 
 /** Refuses an operation whose caller lacks its scope before anything executes (see operationAuthError). */
 function useOperationGate(): Plugin<GraphQLContext> {
-  const check = ({ args, setResultAndStopExecution }: { args: { document: never; operationName?: string | null; contextValue: GraphQLContext }; setResultAndStopExecution: (r: never) => void }) => {
+  const check = ({
+    args,
+    setResultAndStopExecution,
+  }: {
+    args: { document: never; operationName?: string | null; contextValue: GraphQLContext };
+    setResultAndStopExecution: (r: never) => void;
+  }) => {
     const error = operationAuthError(args.document, args.operationName, args.contextValue.auth);
     if (error) setResultAndStopExecution({ errors: [error] } as never);
   };
@@ -333,12 +346,7 @@ function useCsrf(): Plugin {
   };
 }
 
-export function createYogaServer(
-  config: Config,
-  upstream: Upstream,
-  logger: Logger,
-  opts: YogaOptions = {},
-): YogaServer {
+export function createYogaServer(config: Config, upstream: Upstream, logger: Logger, opts: YogaOptions = {}): YogaServer {
   const secrets = [config.backend.apiKey, config.backend.baseURL ?? ''].filter((s) => s.length >= 4);
   const authenticator = createAuthenticator(config.auth, config.backend.apiKey);
   const { limits } = config;

@@ -38,8 +38,7 @@ export function classifyUpstreamError(err: unknown): { fatal: true; code: LiveEr
   const status = typeof e?.status === 'number' ? e.status : undefined;
   const code = typeof e?.extensions?.code === 'string' ? e.extensions.code : undefined;
   if (status === 404 || code === 'NOT_FOUND') return { fatal: true, code: 'NOT_FOUND', message: 'No such fine-tuning job.' };
-  if (status === 401 || code === 'UNAUTHENTICATED')
-    return { fatal: true, code: 'UNAUTHENTICATED', message: 'The upstream rejected the credential.' };
+  if (status === 401 || code === 'UNAUTHENTICATED') return { fatal: true, code: 'UNAUTHENTICATED', message: 'The upstream rejected the credential.' };
   if (status === 403 || code === 'FORBIDDEN') return { fatal: true, code: 'FORBIDDEN', message: 'Not allowed to read this fine-tuning job.' };
   if (status === 400 || status === 422 || code === 'BAD_USER_INPUT')
     return { fatal: true, code: 'BAD_USER_INPUT', message: 'The upstream rejected the request for this job id.' };

@@ -239,10 +239,7 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     }
     this.failures++;
     const delay = backoffDelay(this.failures, kind.retryAfterMs, this.opts);
-    this.opts.logger?.warn(
-      { poller: this.key, failures: this.failures, retryInMs: Math.round(delay), error: describe(err) },
-      'live poll failed; backing off',
-    );
+    this.opts.logger?.warn({ poller: this.key, failures: this.failures, retryInMs: Math.round(delay), error: describe(err) }, 'live poll failed; backing off');
     this.backingOff = true;
     this.schedule(delay);
   }
@@ -283,8 +280,10 @@ export class JobPoller<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     } while (!walk.exhausted && typeof cursor === 'string' && walk.indexOf(cursor) < 0);
 
     let fresh: E[];
-    if (cursor === undefined) fresh = []; // baseline walk (made for a replay): nothing is "new" yet
-    else if (cursor === null) fresh = walk.events.slice(); // the job had no events at the baseline
+    if (cursor === undefined)
+      fresh = []; // baseline walk (made for a replay): nothing is "new" yet
+    else if (cursor === null)
+      fresh = walk.events.slice(); // the job had no events at the baseline
     else {
       const at = walk.indexOf(cursor);
       if (at >= 0) fresh = walk.events.slice(0, at);

@@ -251,12 +251,7 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
    * A failure instead when the registry is closed, or when a new poller would take the credential
    * past maxWatchedJobsPerCredential (a job it already watches is always open to more streams).
    */
-  private open(
-    scope: LiveScope<J, E>,
-    jobId: string,
-    kind: 'job' | 'events',
-    stop: PromiseLike<unknown> & (() => void),
-  ): LiveStream<J, E> | LiveFailure {
+  private open(scope: LiveScope<J, E>, jobId: string, kind: 'job' | 'events', stop: PromiseLike<unknown> & (() => void)): LiveStream<J, E> | LiveFailure {
     if (this.closed) return this.closedFailure();
     const hash = credentialHash(scope.credential);
     const key = `${hash}:${jobId}`;
@@ -268,7 +263,14 @@ export class JobWatchRegistry<J extends LiveJob = LiveJob, E extends LiveEvent =
       if (poller) this.drop(key, poller);
       const release = this.watched.take(hash, this.options.maxWatchedJobsPerCredential);
       if (!release) return this.refuse(tooManyWatchedJobs(this.options.maxWatchedJobsPerCredential));
-      poller = new JobPoller<J, E>(key, jobId, scope.upstream, this.options, (msg) => this.publish(key, msg), (done) => this.drop(key, done));
+      poller = new JobPoller<J, E>(
+        key,
+        jobId,
+        scope.upstream,
+        this.options,
+        (msg) => this.publish(key, msg),
+        (done) => this.drop(key, done),
+      );
       this.pollers.set(key, poller);
       this.unwatch.set(poller, release);
       fresh = true;

@@ -19,7 +19,6 @@ import { RequestLoaders } from './loaders.js';
 // biome-ignore lint/suspicious/noEmptyInterface: an extension point, filled by declaration merging
 export interface ContextExtensions {}
 
-
 export interface GraphQLContext extends Partial<ContextExtensions> {
   /** The upstream credential of this request. Never logged, never returned. */
   credential: string;
@@ -42,13 +41,7 @@ const NO_SCOPES: ReadonlySet<Scope> = new Set<Scope>();
  * pass an AuthResult from src/http/auth.ts. With `maxUpstreamCalls`, the request's upstream view refuses every
  * call past that many (see call-budget.ts).
  */
-export function createContext(
-  upstream: Upstream,
-  credential: string | AuthResult,
-  logger?: Logger,
-  reqId?: string,
-  maxUpstreamCalls?: number,
-): GraphQLContext {
+export function createContext(upstream: Upstream, credential: string | AuthResult, logger?: Logger, reqId?: string, maxUpstreamCalls?: number): GraphQLContext {
   let auth: RequestAuth;
   let key: string;
   if (typeof credential === 'string') {

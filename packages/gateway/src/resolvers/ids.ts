@@ -26,10 +26,7 @@ const ID_RE = /^[A-Za-z0-9_\-:.]{1,200}$/;
 export function decodeGlobalId(globalID: string, field = 'id'): { typename: NodeTypename; id: string } {
   const typename = ID_RE.test(globalID) ? typenameOfId(globalID) : null;
   if (!typename) {
-    throw new ValidationError(
-      `"${globalID.slice(0, 80)}" is not a known id: expected an OpenAI id starting with ftjob-, ftevent-, ftckpt_ or file-.`,
-      field,
-    );
+    throw new ValidationError(`"${globalID.slice(0, 80)}" is not a known id: expected an OpenAI id starting with ftjob-, ftevent-, ftckpt_ or file-.`, field);
   }
   return { typename, id: globalID };
 }

@@ -9,10 +9,7 @@ export function loadJobs(ctx: GraphQLContext, ids: readonly string[]): Promise<(
   return Promise.all(ids.map((id) => ctx.api.retrieveJob(id).catch((e: Error) => e)));
 }
 
-export function jobsConnection(
-  ctx: GraphQLContext,
-  args: ForwardArgs & { metadata?: Record<string, string> | null },
-) {
+export function jobsConnection(ctx: GraphQLContext, args: ForwardArgs & { metadata?: Record<string, string> | null }) {
   return forwardConnection(args, (p) => ctx.api.listJobs({ ...p, metadata: args.metadata }));
 }
 

@@ -23,9 +23,7 @@ export class RequestLoaders {
         Promise.all(
           keys.map((k) =>
             this.api
-              .finishedOr(k.job, `events\u0000${k.after ?? ''}\u0000${k.limit}`, () =>
-                this.api.listEvents(k.job.id, { after: k.after, limit: k.limit }),
-              )
+              .finishedOr(k.job, `events\u0000${k.after ?? ''}\u0000${k.limit}`, () => this.api.listEvents(k.job.id, { after: k.after, limit: k.limit }))
               .then((page) => {
                 for (const e of page.data) this.api.indexChild(e.id, k.job.id);
                 return page;

@@ -87,8 +87,7 @@ type Rule = (count: number, args: Record<string, unknown>, level: Level, field: 
 /** Upstream calls to resolve one node by id, by type (see findEvent, findCheckpoint). */
 const NODE_CALLS: Record<NodeTypename, number> = { FineTuningJob: 1, File: 1, FineTuningJobEvent: 2, FineTuningJobCheckpoint: 2 };
 
-const pageSize = (first: unknown): number =>
-  typeof first === 'number' ? Math.min(Math.max(Math.trunc(first), 0), MAX_PAGE_SIZE) : DEFAULT_PAGE_SIZE;
+const pageSize = (first: unknown): number => (typeof first === 'number' ? Math.min(Math.max(Math.trunc(first), 0), MAX_PAGE_SIZE) : DEFAULT_PAGE_SIZE);
 
 const perObject: Rule = (count) => ({ calls: count, objects: count });
 const page: Rule = (count, args) => ({ calls: count, objects: count, level: { pageSize: pageSize(args.first) } });

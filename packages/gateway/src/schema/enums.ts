@@ -4,7 +4,7 @@ export const JOB_STATUSES = ['validating_files', 'queued', 'running', 'succeeded
 
 export const FineTuningJobStatus = builder.enumType('FineTuningJobStatus', {
   description:
-    'Where a job is in its life. `UNKNOWN` stands for a status the upstream added after this server was written: the job is still returned, and `rawStatus` has the upstream\'s value.',
+    "Where a job is in its life. `UNKNOWN` stands for a status the upstream added after this server was written: the job is still returned, and `rawStatus` has the upstream's value.",
   values: {
     VALIDATING_FILES: { value: 'validating_files', description: 'The training and validation files are being checked.' },
     QUEUED: { value: 'queued', description: 'Waiting for capacity.' },
@@ -31,7 +31,17 @@ export const FilePurpose = builder.enumType('FilePurpose', {
     EVALS: { value: 'evals' },
   } as const,
 });
-export const FILE_PURPOSES = new Set(['assistants', 'assistants_output', 'batch', 'batch_output', 'fine-tune', 'fine-tune-results', 'vision', 'user_data', 'evals']);
+export const FILE_PURPOSES = new Set([
+  'assistants',
+  'assistants_output',
+  'batch',
+  'batch_output',
+  'fine-tune',
+  'fine-tune-results',
+  'vision',
+  'user_data',
+  'evals',
+]);
 export const UPLOAD_PURPOSES = ['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals'] as const;
 
 export const FineTuningJobEventLevel = builder.enumType('FineTuningJobEventLevel', {

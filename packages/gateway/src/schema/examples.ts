@@ -106,10 +106,5 @@ export function examplesDocument(): string {
   const head = `# Example operations for the fine-tuning GraphQL API (GraphiQL at http://127.0.0.1:4000/graphql opens with them).
 # With no configuration the server runs its embedded local fine-tuning service (key ${LOCAL_API_KEY}, no network).
 `;
-  return (
-    head +
-    EXAMPLES.map(
-      (e) => `\n# ---- ${e.title} ----\n${e.query}${e.variables ? `# variables: ${JSON.stringify(e.variables)}\n` : ''}`,
-    ).join('')
-  );
+  return head + EXAMPLES.map((e) => `\n# ---- ${e.title} ----\n${e.query}${e.variables ? `# variables: ${JSON.stringify(e.variables)}\n` : ''}`).join('');
 }

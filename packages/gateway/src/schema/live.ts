@@ -73,7 +73,7 @@ builder.subscriptionType({
     fineTuningJobEvents: t.field({
       type: EventRef,
       description:
-        "Each new event of the job, oldest first, exactly once. With `after` (the id of an event you already have, e.g. the newest from `fineTuningJob { events(first: 1) }`), first every event since that one, so a client that reconnects misses nothing; without it, the events that appear from now on. Completes once the job is terminal and its last events are delivered. An `after` that is not an event of this job is a BAD_USER_INPUT error. Limits (LIMIT_EXCEEDED, with `extensions.limit`: replayEvents, concurrentReplays or watchedJobs; the message names the variable): a replay reaches at most MAX_REPLAY_EVENTS events back (default 10000; read older ones with `fineTuningJob { events }`); at most MAX_CONCURRENT_REPLAYS subscriptions with `after` per credential replay at once (default 32; a reconnect storm after a server restart fits); at most MAX_WATCHED_JOBS_PER_CREDENTIAL distinct jobs are watched per credential at once (default 50; more subscriptions to a job already watched are not limited by it).",
+        'Each new event of the job, oldest first, exactly once. With `after` (the id of an event you already have, e.g. the newest from `fineTuningJob { events(first: 1) }`), first every event since that one, so a client that reconnects misses nothing; without it, the events that appear from now on. Completes once the job is terminal and its last events are delivered. An `after` that is not an event of this job is a BAD_USER_INPUT error. Limits (LIMIT_EXCEEDED, with `extensions.limit`: replayEvents, concurrentReplays or watchedJobs; the message names the variable): a replay reaches at most MAX_REPLAY_EVENTS events back (default 10000; read older ones with `fineTuningJob { events }`); at most MAX_CONCURRENT_REPLAYS subscriptions with `after` per credential replay at once (default 32; a reconnect storm after a server restart fits); at most MAX_WATCHED_JOBS_PER_CREDENTIAL distinct jobs are watched per credential at once (default 50; more subscriptions to a job already watched are not limited by it).',
       args: {
         jobId: t.arg.id({ required: true, description: 'The job (ftjob-…).' }),
         after: t.arg.id({ required: false, description: 'The id of the last event the client has (ftevent-…).' }),
@@ -93,7 +93,7 @@ builder.subscriptionType({
     fineTuningJobUpdated: t.field({
       type: JobRef,
       description:
-        'The job\'s current state first, then the job again whenever any of its fields changes (status, trainedTokens, fineTunedModel, estimatedFinish, …); a cancel, pause or resume made through this server arrives at once. Completes at a terminal state (SUCCEEDED, FAILED, CANCELLED). Counts towards MAX_WATCHED_JOBS_PER_CREDENTIAL like `fineTuningJobEvents` (LIMIT_EXCEEDED beyond it).',
+        "The job's current state first, then the job again whenever any of its fields changes (status, trainedTokens, fineTunedModel, estimatedFinish, …); a cancel, pause or resume made through this server arrives at once. Completes at a terminal state (SUCCEEDED, FAILED, CANCELLED). Counts towards MAX_WATCHED_JOBS_PER_CREDENTIAL like `fineTuningJobEvents` (LIMIT_EXCEEDED beyond it).",
       args: {
         id: t.arg.id({ required: true, description: 'The job (ftjob-…).' }),
       },

@@ -58,7 +58,7 @@ const fileId = (what: string) =>
     .refine((id) => /^file-[A-Za-z0-9_-]+$/.test(id), `must be the id of a ${what} file (file-…)`);
 
 export const CreateJobInput = builder.inputType('CreateFineTuningJobInput', {
-  description: 'A new fine-tuning job. Values outside the ranges of OpenAI\'s spec are rejected before anything is sent.',
+  description: "A new fine-tuning job. Values outside the ranges of OpenAI's spec are rejected before anything is sent.",
   fields: (t) => ({
     model: t.string({
       required: true,
@@ -73,7 +73,7 @@ export const CreateJobInput = builder.inputType('CreateFineTuningJobInput', {
     }),
     method: t.field({ type: MethodInput }),
     suffix: t.string({
-      description: 'Up to 64 characters added to the fine-tuned model\'s name.',
+      description: "Up to 64 characters added to the fine-tuned model's name.",
       validate: z.string().min(1, 'must be 1–64 characters').max(64, 'must be 1–64 characters').nullish(),
     }),
     seed: t.int({
@@ -107,7 +107,7 @@ const jobIdArg = z.string().refine((id) => /^ftjob-[A-Za-z0-9_-]+$/.test(id), 'm
 const DeletedFile = builder.objectRef<{ id: string; deleted: boolean }>('DeleteFileSuccess').implement({
   description: 'The file was deleted.',
   fields: (t) => ({
-    id: t.exposeID('id', { description: 'The deleted file\'s id.' }),
+    id: t.exposeID('id', { description: "The deleted file's id." }),
     deleted: t.exposeBoolean('deleted'),
   }),
 });
@@ -143,8 +143,7 @@ builder.mutationFields((t) => ({
   }),
   uploadFile: t.field({
     type: FileRef,
-    description:
-      'Uploads a file with the GraphQL multipart request spec (`file` is a multipart part). For fine-tuning use purpose FINE_TUNE and a JSONL file.',
+    description: 'Uploads a file with the GraphQL multipart request spec (`file` is a multipart part). For fine-tuning use purpose FINE_TUNE and a JSONL file.',
     args: {
       file: t.arg({ type: 'Upload', required: true }),
       purpose: t.arg({

@@ -44,8 +44,7 @@ builder.queryFields((t) => ({
         validate: metadataSchema.nullish(),
       }),
     },
-    resolve: (_root, args, ctx) =>
-      jobsConnection(ctx, { first: args.first, after: args.after, metadata: args.metadata as Record<string, string> | null }),
+    resolve: (_root, args, ctx) => jobsConnection(ctx, { first: args.first, after: args.after, metadata: args.metadata as Record<string, string> | null }),
   }),
   file: t.field({
     type: FileRef,

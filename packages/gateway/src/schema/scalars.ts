@@ -11,8 +11,7 @@ builder.addScalarType('JSON', JSONResolver, {
 });
 
 builder.scalarType('Upload', {
-  description:
-    'A file sent with the GraphQL multipart request spec (https://github.com/jaydenseric/graphql-multipart-request-spec).',
+  description: 'A file sent with the GraphQL multipart request spec (https://github.com/jaydenseric/graphql-multipart-request-spec).',
   serialize: () => {
     throw new Error('Upload is an input-only scalar');
   },
@@ -23,8 +22,7 @@ builder.scalarType('Upload', {
 });
 
 /** Unix seconds (or null) → Date (or null). */
-export const fromUnix = (s: number | null | undefined): Date | null =>
-  typeof s === 'number' && Number.isFinite(s) ? new Date(s * 1000) : null;
+export const fromUnix = (s: number | null | undefined): Date | null => (typeof s === 'number' && Number.isFinite(s) ? new Date(s * 1000) : null);
 
 /** Like fromUnix, but 0 (which OpenAI sends for "no estimate") is null too. */
 export const fromUnixOptional = (s: number | null | undefined): Date | null =>

@@ -7,15 +7,7 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../resolvers/connections.js';
 import { ApiError } from '../upstream/errors.js';
 import type { RawCheckpoint, RawEvent, RawFile, RawHyperparameters, RawIntegration, RawJob, RawMethod } from '../upstream/types.js';
 import { builder } from './builder.js';
-import {
-  FILE_PURPOSES,
-  FilePurpose,
-  FineTuneMethodType,
-  FineTuningJobEventLevel,
-  FineTuningJobEventType,
-  FineTuningJobStatus,
-  JOB_STATUSES,
-} from './enums.js';
+import { FILE_PURPOSES, FilePurpose, FineTuneMethodType, FineTuningJobEventLevel, FineTuningJobEventType, FineTuningJobStatus, JOB_STATUSES } from './enums.js';
 import { fromUnix, fromUnixOptional } from './scalars.js';
 
 // ---- shared connection arguments ------------------------------------------------------------------------
@@ -23,12 +15,7 @@ import { fromUnix, fromUnixOptional } from './scalars.js';
 export const FORWARD_ONLY =
   'Forward pagination only: pass `first` and then `after: pageInfo.endCursor`. `last` and `before` are not offered because the upstream API only pages forward.';
 
-export const firstSchema = z
-  .number()
-  .int()
-  .min(0, `must be between 0 and ${MAX_PAGE_SIZE}`)
-  .max(MAX_PAGE_SIZE, `must be between 0 and ${MAX_PAGE_SIZE}`);
-
+export const firstSchema = z.number().int().min(0, `must be between 0 and ${MAX_PAGE_SIZE}`).max(MAX_PAGE_SIZE, `must be between 0 and ${MAX_PAGE_SIZE}`);
 
 // ---- File -----------------------------------------------------------------------------------------------
 
@@ -40,7 +27,7 @@ export const FileRef = builder.loadableNodeRef('File', {
 });
 
 FileRef.implement({
-  description: 'An uploaded file (training data, validation data, or a job\'s results CSV).',
+  description: "An uploaded file (training data, validation data, or a job's results CSV).",
   fields: (t) => ({
     bytes: t.exposeInt('bytes', { description: 'Size in bytes.' }),
     createdAt: t.field({ type: 'DateTime', resolve: (f) => fromUnix(f.created_at)! }),
@@ -77,8 +64,7 @@ const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Numbe
 const intOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isInteger(v) ? v : null);
 
 const Hyperparameters = builder.objectRef<RawHyperparameters>('FineTuningHyperparameters').implement({
-  description:
-    'Hyperparameters of a job. A null value means `auto` that the upstream has not resolved yet (it does once training is planned).',
+  description: 'Hyperparameters of a job. A null value means `auto` that the upstream has not resolved yet (it does once training is planned).',
   fields: (t) => ({
     nEpochs: t.int({ nullable: true, description: 'Epochs (1–50).', resolve: (h) => intOrNull(h.n_epochs) }),
     batchSize: t.int({ nullable: true, description: 'Examples per batch (1–256).', resolve: (h) => intOrNull(h.batch_size) }),
@@ -138,17 +124,15 @@ const JobError = builder.objectRef<RawError>('FineTuningJobError').implement({
   }),
 });
 
-const Wandb = builder
-  .objectRef<NonNullable<RawIntegration['wandb']>>('WandbIntegration')
-  .implement({
-    description: 'Weights and Biases settings of a job.',
-    fields: (t) => ({
-      project: t.exposeString('project'),
-      name: t.string({ nullable: true, resolve: (w) => w.name ?? null }),
-      entity: t.string({ nullable: true, resolve: (w) => w.entity ?? null }),
-      tags: t.stringList({ resolve: (w) => w.tags ?? [] }),
-    }),
-  });
+const Wandb = builder.objectRef<NonNullable<RawIntegration['wandb']>>('WandbIntegration').implement({
+  description: 'Weights and Biases settings of a job.',
+  fields: (t) => ({
+    project: t.exposeString('project'),
+    name: t.string({ nullable: true, resolve: (w) => w.name ?? null }),
+    entity: t.string({ nullable: true, resolve: (w) => w.entity ?? null }),
+    tags: t.stringList({ resolve: (w) => w.tags ?? [] }),
+  }),
+});
 
 const Integration = builder.objectRef<RawIntegration>('FineTuningIntegration').implement({
   description: 'An integration enabled for a job (today only `wandb`).',
@@ -208,7 +192,7 @@ builder.node(EventRef, {
 export const CheckpointRef = builder.objectRef<RawCheckpoint>('FineTuningJobCheckpoint');
 
 const CheckpointMetrics = builder.objectRef<RawCheckpoint['metrics']>('FineTuningJobCheckpointMetrics').implement({
-  description: 'Metrics at the checkpoint\'s step.',
+  description: "Metrics at the checkpoint's step.",
   fields: (t) => ({
     step: t.float({ nullable: true, resolve: (m) => numOrNull(m.step) }),
     trainLoss: t.float({ nullable: true, resolve: (m) => numOrNull(m.train_loss) }),
@@ -255,8 +239,7 @@ async function optionalFile(load: () => Promise<RawFile>): Promise<RawFile | nul
 }
 
 JobRef.implement({
-  description:
-    'A fine-tuning job: every field of OpenAI\'s job object in camelCase, plus its events, checkpoints, files and training curve.',
+  description: "A fine-tuning job: every field of OpenAI's job object in camelCase, plus its events, checkpoints, files and training curve.",
   fields: (t) => ({
     createdAt: t.field({ type: 'DateTime', resolve: (j) => fromUnix(j.created_at)! }),
     finishedAt: t.field({
@@ -268,7 +251,7 @@ JobRef.implement({
     estimatedFinish: t.field({
       type: 'DateTime',
       nullable: true,
-      description: 'The upstream\'s estimate of when the job will finish; null when it is not running.',
+      description: "The upstream's estimate of when the job will finish; null when it is not running.",
       resolve: (j) => fromUnixOptional(j.estimated_finish),
     }),
     status: t.field({
@@ -280,12 +263,12 @@ JobRef.implement({
     model: t.exposeString('model', { description: 'The base model being fine-tuned.' }),
     fineTunedModel: t.string({
       nullable: true,
-      description: 'The fine-tuned model\'s name; null until the job succeeds.',
+      description: "The fine-tuned model's name; null until the job succeeds.",
       resolve: (j) => j.fine_tuned_model ?? null,
     }),
     organizationId: t.exposeString('organization_id'),
     userProvidedSuffix: t.string({ nullable: true, resolve: (j) => j.user_provided_suffix ?? null }),
-    trainingFileId: t.exposeString('training_file', { description: 'The training file\'s id, even if it was deleted.' }),
+    trainingFileId: t.exposeString('training_file', { description: "The training file's id, even if it was deleted." }),
     trainingFile: t.field({
       type: FileRef,
       nullable: true,
@@ -297,8 +280,7 @@ JobRef.implement({
       type: FileRef,
       nullable: true,
       description: 'The validation file, if any; null if there is none or it was deleted.',
-      resolve: (j, _a, ctx) =>
-        j.validation_file ? optionalFile(() => FileRef.getDataloader(ctx).load(j.validation_file!)) : null,
+      resolve: (j, _a, ctx) => (j.validation_file ? optionalFile(() => FileRef.getDataloader(ctx).load(j.validation_file!)) : null),
     }),
     resultFileIds: t.stringList({ resolve: (j) => j.result_files ?? [] }),
     resultFiles: t.field({
@@ -313,8 +295,7 @@ JobRef.implement({
     hyperparameters: t.field({
       type: Hyperparameters,
       description: 'Hyperparameters (for supervised jobs; see `method` for every method).',
-      resolve: (j) =>
-        j.hyperparameters ?? j.method?.supervised?.hyperparameters ?? j.method?.dpo?.hyperparameters ?? {},
+      resolve: (j) => j.hyperparameters ?? j.method?.supervised?.hyperparameters ?? j.method?.dpo?.hyperparameters ?? {},
     }),
     method: t.field({ type: Method, nullable: true, resolve: (j) => j.method ?? null }),
     error: t.field({
@@ -370,15 +351,14 @@ JobRef.implement({
 });
 
 builder.node(CheckpointRef, {
-  description:
-    'A model checkpoint of a job. `node(id)` finds a checkpoint once it has been listed through its job (the upstream cannot fetch one by id).',
+  description: 'A model checkpoint of a job. `node(id)` finds a checkpoint once it has been listed through its job (the upstream cannot fetch one by id).',
   id: { resolve: (c) => c.id },
   loadOne: (id, ctx) => findCheckpoint(ctx, id).catch((e: Error) => e as never),
   isTypeOf: (v) => typeof v === 'object' && v !== null && 'fine_tuned_model_checkpoint' in v,
   fields: (t) => ({
     createdAt: t.field({ type: 'DateTime', resolve: (c) => fromUnix(c.created_at)! }),
     fineTunedModelCheckpoint: t.exposeString('fine_tuned_model_checkpoint', {
-      description: 'The checkpoint model\'s name (usable like a fine-tuned model).',
+      description: "The checkpoint model's name (usable like a fine-tuned model).",
     }),
     stepNumber: t.exposeInt('step_number'),
     metrics: t.field({ type: CheckpointMetrics, resolve: (c) => c.metrics ?? {} }),

@@ -16,19 +16,8 @@ import type { StreamingFileInput } from 'openai/core/uploads';
 import { Agent } from 'undici';
 import type { Logger } from '../log.js';
 import { NodeHeaders } from '../util/node-headers.js';
-import {
-  ConflictError,
-  mapUpstreamError,
-  type MapOptions,
-  UnauthenticatedError,
-  ValidationError,
-} from './errors.js';
-import {
-  fingerprintOf,
-  type IdempotencyStore,
-  idempotencyStoreKey,
-  InMemoryIdempotencyStore,
-} from './idempotency.js';
+import { ConflictError, mapUpstreamError, type MapOptions, UnauthenticatedError, ValidationError } from './errors.js';
+import { fingerprintOf, type IdempotencyStore, idempotencyStoreKey, InMemoryIdempotencyStore } from './idempotency.js';
 import { classifyFailure, DEFAULT_RETRY_POLICY, nextDelay, type RetryPolicy, sleep } from './retry.js';
 import { isTerminal, type Page, type RawCheckpoint, type RawEvent, type RawFile, type RawJob } from './types.js';
 
@@ -248,7 +237,7 @@ export class Upstream {
       // Bounded both in entries and in (approximate JSON) bytes: events pages of long jobs can be large.
       this.finished = new LRUCache<string, object>({
         max: size * 8,
-        maxSize: (opts.finishedCacheMaxBytes ?? 64 * 1024 * 1024),
+        maxSize: opts.finishedCacheMaxBytes ?? 64 * 1024 * 1024,
         sizeCalculation: (value) => Math.max(1, JSON.stringify(value).length),
       });
     }
@@ -273,10 +262,7 @@ export class Upstream {
     this.finished?.clear();
     if (this.agent) {
       let timer: NodeJS.Timeout | undefined;
-      const graceful = await Promise.race([
-        this.agent.close().then(() => true),
-        new Promise<false>((r) => (timer = setTimeout(() => r(false), graceMs))),
-      ]);
+      const graceful = await Promise.race([this.agent.close().then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
       clearTimeout(timer);
       if (!graceful) await this.agent.destroy().catch(() => undefined);
     }
@@ -506,8 +492,7 @@ export class UpstreamApi {
 
   async listJobs(params: { after?: string | null; limit: number; metadata?: Record<string, string> | null }) {
     const page = await this.read(
-      (_, o) =>
-        this.get<Page<RawJob>>('/fine_tuning/jobs', { limit: params.limit, after: params.after, metadata: params.metadata }, o),
+      (_, o) => this.get<Page<RawJob>>('/fine_tuning/jobs', { limit: params.limit, after: params.after, metadata: params.metadata }, o),
       { defaultField: 'after' },
     );
     const data = page.data;
@@ -525,8 +510,7 @@ export class UpstreamApi {
 
   async listCheckpoints(jobId: string, params: { after?: string | null; limit: number }): Promise<Page<RawCheckpoint>> {
     const page = await this.read(
-      (_, o) =>
-        this.get<Page<RawCheckpoint>>(`/fine_tuning/jobs/${encodeURIComponent(jobId)}/checkpoints`, { limit: params.limit, after: params.after }, o),
+      (_, o) => this.get<Page<RawCheckpoint>>(`/fine_tuning/jobs/${encodeURIComponent(jobId)}/checkpoints`, { limit: params.limit, after: params.after }, o),
       { resource: `fine-tuning job ${jobId}`, defaultField: 'after' },
     );
     return { data: page.data, has_more: page.has_more };
@@ -691,10 +675,9 @@ export class UpstreamApi {
   }
 
   async listFiles(params: { after?: string | null; limit: number; purpose?: string | null }): Promise<Page<RawFile>> {
-    const page = await this.read(
-      (_, o) => this.get<Page<RawFile>>('/files', { limit: params.limit, after: params.after, purpose: params.purpose }, o),
-      { defaultField: 'after' },
-    );
+    const page = await this.read((_, o) => this.get<Page<RawFile>>('/files', { limit: params.limit, after: params.after, purpose: params.purpose }, o), {
+      defaultField: 'after',
+    });
     return { data: page.data, has_more: page.has_more };
   }
 
@@ -708,8 +691,7 @@ export class UpstreamApi {
     const name = file.name || 'upload';
     const type = file.type || 'application/octet-stream';
     return (await this.write(
-      (c, o) =>
-        c.files.create({ file: toStreamingFile(file.stream() as StreamingFileInput, name, { type }), purpose: purpose as never }, o),
+      (c, o) => c.files.create({ file: toStreamingFile(file.stream() as StreamingFileInput, name, { type }), purpose: purpose as never }, o),
       { defaultField: 'file' },
     )) as unknown as RawFile;
   }

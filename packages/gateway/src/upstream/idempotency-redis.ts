@@ -121,7 +121,9 @@ export class RedisIdempotencyStore<T = unknown> implements IdempotencyStore<T> {
   }
 
   async claim(key: string, req: ClaimRequest): Promise<ClaimResult<T>> {
-    const [claimed, rest] = (await guarded(() => this.fns.claim(this.k(key), req.fingerprint, req.owner, Math.max(1, Math.round(req.leaseMs)), Math.max(1, Math.round(req.ttlMs))))) as [number, number | string];
+    const [claimed, rest] = (await guarded(() =>
+      this.fns.claim(this.k(key), req.fingerprint, req.owner, Math.max(1, Math.round(req.leaseMs)), Math.max(1, Math.round(req.ttlMs))),
+    )) as [number, number | string];
     if (claimed === 1) return { claimed: true, attempted: rest === 1 };
     return { claimed: false, record: JSON.parse(String(rest)) as IdempotencyRecord<T> };
   }

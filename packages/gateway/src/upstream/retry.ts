@@ -83,13 +83,7 @@ export function backoffMs(policy: RetryPolicy, attempt: number, random = Math.ra
  * How long to wait before the next attempt, or undefined when the call must fail now: no retries left, not
  * retryable in this mode, a Retry-After above the cap, or a wait that would not leave time for an attempt.
  */
-export function nextDelay(
-  policy: RetryPolicy,
-  err: unknown,
-  mode: 'read' | 'write',
-  attempt: number,
-  remainingMs: number,
-): number | undefined {
+export function nextDelay(policy: RetryPolicy, err: unknown, mode: 'read' | 'write', attempt: number, remainingMs: number): number | undefined {
   const kind = classifyFailure(err);
   if (attempt >= policy.maxRetries || !mayRetry(kind, mode)) return undefined;
   let delay = backoffMs(policy, attempt);

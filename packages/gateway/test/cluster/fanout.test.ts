@@ -77,10 +77,14 @@ describe('three instances on one Redis', () => {
       });
     }
     const jobSubs = instances.map((_, i) => collect(clients[i]![0]!, JOB_SUB, { id: jobId }, 'fineTuningJobUpdated'));
-    await waitUntil(async () => {
-      const counts = await Promise.all(instances.map(async (inst) => sum(await scrape(inst), 'ftgql_live_subscriptions')));
-      return counts.reduce((a, b) => a + b, 0) === SUBSCRIBERS + jobSubs.length;
-    }, 30_000, 100);
+    await waitUntil(
+      async () => {
+        const counts = await Promise.all(instances.map(async (inst) => sum(await scrape(inst), 'ftgql_live_subscriptions')));
+        return counts.reduce((a, b) => a + b, 0) === SUBSCRIBERS + jobSubs.length;
+      },
+      30_000,
+      100,
+    );
 
     const t0 = Date.now();
     up.emulator.start();

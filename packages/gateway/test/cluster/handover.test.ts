@@ -66,10 +66,14 @@ describe('leader handover', () => {
       const instance = i % 3;
       subs.push({ sub: collect(clients[instance]![i % 3]!, EVENTS_SUB, { jobId }, 'fineTuningJobEvents'), instance });
     }
-    await waitUntil(async () => {
-      const counts = await Promise.all(instances.map(async (inst) => sum(await scrape(inst), 'ftgql_live_subscriptions')));
-      return counts.every((c) => c === PER_INSTANCE);
-    }, 30_000, 100);
+    await waitUntil(
+      async () => {
+        const counts = await Promise.all(instances.map(async (inst) => sum(await scrape(inst), 'ftgql_live_subscriptions')));
+        return counts.every((c) => c === PER_INSTANCE);
+      },
+      30_000,
+      100,
+    );
 
     up.emulator.start();
     // Well into the run: events flow to everyone.
@@ -80,10 +84,14 @@ describe('leader handover', () => {
 
     const killedAt = Date.now();
     await instances[victim]!.kill('SIGKILL');
-    const newHolder = await waitUntil(async () => {
-      const h = await redis.get(lease);
-      return h && h !== holder ? h : undefined;
-    }, LEASE_MS * 4, 5);
+    const newHolder = await waitUntil(
+      async () => {
+        const h = await redis.get(lease);
+        return h && h !== holder ? h : undefined;
+      },
+      LEASE_MS * 4,
+      5,
+    );
     const acquiredAt = Date.now();
     const firstPoll = await waitUntil(() => pollsOf(up, jobId, killedAt).retrieves[0], LEASE_MS * 4, 5);
     expect((await up.client(KEY).fineTuning.jobs.retrieve(jobId)).status).toBe('running');
@@ -123,7 +131,7 @@ describe('leader handover', () => {
     const pollers = await Promise.all(survivors.map(async (inst) => sum(await scrape(inst), 'ftgql_live_pollers')));
     expect(pollers.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(1); // 0 once the job ended
     const after = pollsOf(up, jobId, firstPoll.at, firstPoll.at + 2000).retrieves.length;
-    expect(after).toBeLessThanOrEqual(Math.ceil(2000 / POLL_MS * 1.2) + 1);
+    expect(after).toBeLessThanOrEqual(Math.ceil((2000 / POLL_MS) * 1.2) + 1);
 
     console.log(
       `[cluster handover] leader ${holder} killed; ${newHolder} took the lease after ${handoverMs} ms ` +

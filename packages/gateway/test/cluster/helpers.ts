@@ -15,7 +15,14 @@ import { loadConfig } from '../../src/config.js';
 import { liveOptionsFromEnv } from '../../src/live/index.js';
 import type { EmulatorOptions } from '@finetune-graphql/emulator';
 import { registerEnvSecrets } from '../security/leak-state.js';
-import { createTrainingJob, restEventsOf, type RunningEmulator, startEmulator, type TimedRequest, waitUntil as sharedWaitUntil } from '@finetune-graphql/emulator/testing';
+import {
+  createTrainingJob,
+  restEventsOf,
+  type RunningEmulator,
+  startEmulator,
+  type TimedRequest,
+  waitUntil as sharedWaitUntil,
+} from '@finetune-graphql/emulator/testing';
 import { ROOT, spawnServerProcess } from '../helpers/processes.js';
 import { collectWs } from '../helpers/subscriptions.js';
 

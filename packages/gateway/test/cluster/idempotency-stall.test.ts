@@ -70,7 +70,11 @@ beforeAll(async () => {
   up = await startUpstream({ stepMs: 1000 });
   trainingFile = await uploadTraining(up.client(KEY));
   relay = await startRelay();
-  gw = await startGateway(up.baseURL, { REDIS_URL: `redis://127.0.0.1:${relay.port}`, REDIS_KEY_PREFIX: `ftgql-stall-${randomUUID().slice(0, 8)}:`, UPSTREAM_TIMEOUT_MS: '3000' });
+  gw = await startGateway(up.baseURL, {
+    REDIS_URL: `redis://127.0.0.1:${relay.port}`,
+    REDIS_KEY_PREFIX: `ftgql-stall-${randomUUID().slice(0, 8)}:`,
+    UPSTREAM_TIMEOUT_MS: '3000',
+  });
   await gw.cluster!.redis.ping();
 });
 afterAll(async () => {

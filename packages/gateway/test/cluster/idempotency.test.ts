@@ -123,7 +123,9 @@ describe('idempotent createFineTuningJob across instances (upstream ignores Idem
     const retried = jobId(await gql(b, CREATE, { input: input('xa', 'key-cross') }));
     expect(retried).toBe(first);
     expect(creates() - before).toBe(1);
-    const jobs = (await up.client(KEY).fineTuning.jobs.list({ limit: 100 })).data.filter((j) => (j as unknown as { user_provided_suffix: string | null }).user_provided_suffix === 'xa');
+    const jobs = (await up.client(KEY).fineTuning.jobs.list({ limit: 100 })).data.filter(
+      (j) => (j as unknown as { user_provided_suffix: string | null }).user_provided_suffix === 'xa',
+    );
     expect(jobs.map((j) => j.id)).toEqual([first]);
     // Other input with the same key is refused on either instance, naming the field.
     const reused = await gql(b, CREATE, { input: input('xb', 'key-cross') });
@@ -136,11 +138,13 @@ describe('idempotent createFineTuningJob across instances (upstream ignores Idem
     const ids = new Set(results.map(jobId));
     expect(ids.size).toBe(1);
     expect(creates() - before).toBe(1);
-    const jobs = (await up.client(KEY).fineTuning.jobs.list({ limit: 100 })).data.filter((j) => (j as unknown as { user_provided_suffix: string | null }).user_provided_suffix === 'conc');
+    const jobs = (await up.client(KEY).fineTuning.jobs.list({ limit: 100 })).data.filter(
+      (j) => (j as unknown as { user_provided_suffix: string | null }).user_provided_suffix === 'conc',
+    );
     expect(jobs).toHaveLength(1);
   });
 
-  it('Redis holds hashes only: neither the API key nor the client\'s idempotency key', async () => {
+  it("Redis holds hashes only: neither the API key nor the client's idempotency key", async () => {
     const dump = await dumpPrefix(redis, prefix);
     const idem = dump.filter((d) => d.key.startsWith(`${prefix}idem:`));
     expect(idem.length).toBeGreaterThanOrEqual(2);

@@ -50,11 +50,10 @@ async function setup(stepMs: number, env: Record<string, string>): Promise<{ up:
   return { up, a, b, prefix };
 }
 
-const running = (up: Upstream, jobId: string) =>
-  waitUntil(async () => (await up.client(KEY).fineTuning.jobs.retrieve(jobId)).status === 'running', 20_000, 50);
+const running = (up: Upstream, jobId: string) => waitUntil(async () => (await up.client(KEY).fineTuning.jobs.retrieve(jobId)).status === 'running', 20_000, 50);
 
 describe('leadership across instances', () => {
-  it('the leader goes on for another instance\'s subscribers after its own left, and stops when the last one anywhere leaves', async () => {
+  it("the leader goes on for another instance's subscribers after its own left, and stops when the last one anywhere leaves", async () => {
     const POLL = 100;
     const { up, a, b } = await setup(300, { POLL_INTERVAL_MS: String(POLL), LIVE_LEASE_MS: '1000' });
     const jobId = await createJob(up, 3);

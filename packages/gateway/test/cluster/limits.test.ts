@@ -133,7 +133,9 @@ describe('cluster mode: per-credential limits, per instance', () => {
         costs[kind]!.push(eventsCalls(up, jobId, mark));
       }
     }
-    console.log(`cluster, a ${history.length}-event job, instances a, b, a, b: unknown \`after\` ${costs.unknown!.join(', ')} calls; too far back ${costs.tooFar!.join(', ')} calls`);
+    console.log(
+      `cluster, a ${history.length}-event job, instances a, b, a, b: unknown \`after\` ${costs.unknown!.join(', ')} calls; too far back ${costs.tooFar!.join(', ')} calls`,
+    );
     for (const c of costs.unknown!) expect(c).toBeLessThanOrEqual(2);
     // The first on each instance walks down to the limit (10,001 events); then the instance's window answers.
     for (const c of costs.tooFar!.slice(0, 2)) expect(c).toBeLessThanOrEqual(103);

@@ -51,7 +51,7 @@ async function freePort(): Promise<number> {
 }
 
 describe('/metrics', () => {
-  it('counts operations on the JSON fast path and on yoga\'s path, HTTP requests and upstream calls', async () => {
+  it("counts operations on the JSON fast path and on yoga's path, HTTP requests and upstream calls", async () => {
     const before = await scrape(inst);
     for (let i = 0; i < 5; i++) {
       // A JSON POST without Origin: served by the fast path (src/http/fast-path.ts).
@@ -105,10 +105,14 @@ describe('/metrics', () => {
     expect(sum(m, 'ftgql_live_watched_jobs')).toBe(1);
     expect(sum(m, 'ftgql_live_lease_acquired_total')).toBeGreaterThanOrEqual(1);
     sub.stop();
-    await waitUntil(async () => {
-      const s = await scrape(inst);
-      return sum(s, 'ftgql_live_subscriptions') === 0 && sum(s, 'ftgql_live_pollers') === 0;
-    }, 5000, 50);
+    await waitUntil(
+      async () => {
+        const s = await scrape(inst);
+        return sum(s, 'ftgql_live_subscriptions') === 0 && sum(s, 'ftgql_live_pollers') === 0;
+      },
+      5000,
+      50,
+    );
     // A subscription is counted once, when it starts.
     expect(sum(await scrape(inst), 'ftgql_graphql_operations_total', 'operationType="subscription"', 'operationName="Events"')).toBe(1);
     await client.dispose();
@@ -116,9 +120,7 @@ describe('/metrics', () => {
 
   // Last of this block: it fills the registry's room for operation names.
   it('keeps client-chosen operation names from growing the registry without bound', async () => {
-    await Promise.all(
-      Array.from({ length: 260 }, (_, i) => gql(inst, `query Probe${i} { fineTuningJobs(first: 1) { edges { node { id } } } }`)),
-    );
+    await Promise.all(Array.from({ length: 260 }, (_, i) => gql(inst, `query Probe${i} { fineTuningJobs(first: 1) { edges { node { id } } } }`)));
     const m = await scrape(inst);
     const names = new Set<string>();
     for (const k of m.keys()) {
@@ -156,11 +158,9 @@ describe('/ready', () => {
       // An idempotent create needs the shared key store: refused with a code, and nothing reaches the upstream.
       const file = await uploadTraining(up.client(KEY));
       const posts = up.timed.filter((t) => t.route === 'POST /v1/fine_tuning/jobs').length;
-      const create = await gql(
-        broken,
-        `mutation($input: CreateFineTuningJobInput!) { createFineTuningJob(input: $input) { __typename } }`,
-        { input: { model: 'gpt-4o-mini-2024-07-18', trainingFile: file, idempotencyKey: 'no-redis-key' } },
-      );
+      const create = await gql(broken, `mutation($input: CreateFineTuningJobInput!) { createFineTuningJob(input: $input) { __typename } }`, {
+        input: { model: 'gpt-4o-mini-2024-07-18', trainingFile: file, idempotencyKey: 'no-redis-key' },
+      });
       expect(create.errors?.[0]?.extensions?.code).toBe('UPSTREAM_UNAVAILABLE');
       expect(create.errors?.[0]?.message).toMatch(/idempotency-key store/);
       expect(up.timed.filter((t) => t.route === 'POST /v1/fine_tuning/jobs').length).toBe(posts);

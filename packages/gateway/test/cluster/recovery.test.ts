@@ -93,8 +93,15 @@ describe('recovery', () => {
     }
     await Promise.all([onA.done, jobOnB.done, ...onB.map((s) => s.done)]);
     const rest = await restEvents(up, jobId);
-    expectExact(onA, rest.slice(before.length).map((e) => e.id));
-    for (const [i, s] of onB.entries()) expectExact(s, rest.slice(i % 2 ? 1 : before.length).map((e) => e.id));
+    expectExact(
+      onA,
+      rest.slice(before.length).map((e) => e.id),
+    );
+    for (const [i, s] of onB.entries())
+      expectExact(
+        s,
+        rest.slice(i % 2 ? 1 : before.length).map((e) => e.id),
+      );
     expect(jobOnB.items.at(-1)!.status).toBe('SUCCEEDED');
     // The recovery path really ran (events were published while B was away).
     expect(sum(await scrape(b), 'ftgql_live_resyncs_total')).toBeGreaterThan(0);
@@ -119,14 +126,22 @@ describe('recovery', () => {
     const state = jobKeys(prefix, credentialHash(KEY), jobId).state;
     const epoch = await redis.hget(state, 'epoch');
     expect(await redis.del(state)).toBe(1);
-    await waitUntil(async () => {
-      const e = await redis.hget(state, 'epoch');
-      return e && e !== epoch;
-    }, 5000, 10);
+    await waitUntil(
+      async () => {
+        const e = await redis.hget(state, 'epoch');
+        return e && e !== epoch;
+      },
+      5000,
+      10,
+    );
 
     await Promise.all([...subs.map((s) => s.done), ...jobs.map((s) => s.done)]);
     const rest = await restEvents(up, jobId);
-    for (const [i, s] of subs.entries()) expectExact(s, rest.slice(i % 2 ? 1 : before.length).map((e) => e.id));
+    for (const [i, s] of subs.entries())
+      expectExact(
+        s,
+        rest.slice(i % 2 ? 1 : before.length).map((e) => e.id),
+      );
     // Job states: no state twice in a row across the reset (same sequence on both instances, ending SUCCEEDED).
     for (const j of jobs) {
       expect(j.errors).toEqual([]);

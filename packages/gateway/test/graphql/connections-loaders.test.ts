@@ -135,7 +135,11 @@ describe('fineTuningJobs connection', () => {
 
 describe('DataLoader (per request), counted at the upstream', () => {
   it('20 jobs with their trainingFile: 1 list call + 1 retrieve per distinct file', async () => {
-    const { result: r, routes, paths } = await routesDuring(() =>
+    const {
+      result: r,
+      routes,
+      paths,
+    } = await routesDuring(() =>
       api.gql('{ fineTuningJobs(first: 20) { edges { node { id trainingFileId trainingFile { id filename } validationFile { id } } } } }'),
     );
     expect(r.errors).toBeUndefined();

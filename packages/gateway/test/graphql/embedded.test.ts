@@ -12,9 +12,7 @@ import { trainingJsonl, waitFor } from '@finetune-graphql/emulator/testing';
 let server: RunningServer;
 
 beforeAll(async () => {
-  server = await startServer(
-    loadConfig({ PORT: '0', HOST: '127.0.0.1', EMULATOR_DB: ':memory:', EMULATOR_STEP_MS: '5', LOG_LEVEL: 'silent' }),
-  );
+  server = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', EMULATOR_DB: ':memory:', EMULATOR_STEP_MS: '5', LOG_LEVEL: 'silent' }));
 });
 afterAll(async () => {
   await server?.close();
@@ -79,13 +77,17 @@ describe('embedded local service (no configuration)', () => {
     expect(created.data.createFineTuningJob.__typename).toBe('CreateFineTuningJobSuccess');
     const id = created.data.createFineTuningJob.job.id as string;
 
-    const job = await waitFor(async () => {
-      const r = await gql(
-        'query($id: ID!) { fineTuningJob(id: $id) { status fineTunedModel trainedTokens events(first: 100) { edges { node { message type } } } metrics { step trainLoss } resultFiles { filename } } }',
-        { id },
-      );
-      return r.data.fineTuningJob.status === 'SUCCEEDED' ? r.data.fineTuningJob : undefined;
-    }, 30_000, 20);
+    const job = await waitFor(
+      async () => {
+        const r = await gql(
+          'query($id: ID!) { fineTuningJob(id: $id) { status fineTunedModel trainedTokens events(first: 100) { edges { node { message type } } } metrics { step trainLoss } resultFiles { filename } } }',
+          { id },
+        );
+        return r.data.fineTuningJob.status === 'SUCCEEDED' ? r.data.fineTuningJob : undefined;
+      },
+      30_000,
+      20,
+    );
     expect(job.fineTunedModel).toMatch(/^ft:gpt-4o-mini-2024-07-18:/);
     expect(job.trainedTokens).toBeGreaterThan(0);
     expect(job.events.edges.at(-1).node.message).toMatch(/^Created fine-tuning job/);

@@ -148,18 +148,37 @@ describe('upload → create → follow to SUCCEEDED', () => {
       trainedTokens: null,
       error: null,
       resultFiles: [],
-      method: { type: 'SUPERVISED', rawType: 'supervised', supervised: { hyperparameters: { nEpochs: 2, batchSize: 4, learningRateMultiplier: 1.5 } }, dpo: null },
+      method: {
+        type: 'SUPERVISED',
+        rawType: 'supervised',
+        supervised: { hyperparameters: { nEpochs: 2, batchSize: 4, learningRateMultiplier: 1.5 } },
+        dpo: null,
+      },
     });
     expect(['VALIDATING_FILES', 'QUEUED', 'RUNNING']).toContain(job.status);
     // One create (after the lookup of its idempotency key), then one retrieve per file (training, validation); the
     // job itself came with the create.
-    expect(emu.requests.slice(before).map((r) => r.route).sort()).toEqual(
+    expect(
+      emu.requests
+        .slice(before)
+        .map((r) => r.route)
+        .sort(),
+    ).toEqual(
       // The list is the idempotency key's lookup: a key this process does not know may have been used before it.
       ['GET /v1/files/:id', 'GET /v1/files/:id', 'GET /v1/fine_tuning/jobs', 'POST /v1/fine_tuning/jobs'].sort(),
     );
 
     // The same idempotency key returns the same job and creates nothing.
-    const again = await createJob({ model: 'gpt-4o-mini-2024-07-18', trainingFile: trainingFile.id, validationFile: validationFile.id, method: { type: 'SUPERVISED', supervised: { hyperparameters: { nEpochs: 2, batchSize: 4, learningRateMultiplier: 1.5 } } }, suffix: 'flow-test', seed: 42, metadata: { team: 'graphql', run: '1' }, idempotencyKey: 'flow-create-1' });
+    const again = await createJob({
+      model: 'gpt-4o-mini-2024-07-18',
+      trainingFile: trainingFile.id,
+      validationFile: validationFile.id,
+      method: { type: 'SUPERVISED', supervised: { hyperparameters: { nEpochs: 2, batchSize: 4, learningRateMultiplier: 1.5 } } },
+      suffix: 'flow-test',
+      seed: 42,
+      metadata: { team: 'graphql', run: '1' },
+      idempotencyKey: 'flow-create-1',
+    });
     expect(again.job.id).toBe(jobId);
     const all = await rest.fineTuning.jobs.list({ limit: 100 });
     expect(all.data.filter((j) => j.id === jobId)).toHaveLength(1);
@@ -167,11 +186,15 @@ describe('upload → create → follow to SUCCEEDED', () => {
 
   it('is followed to SUCCEEDED by polling fineTuningJob', async () => {
     const seen = new Set<string>();
-    await waitFor(async () => {
-      const s = await jobStatus(jobId);
-      seen.add(s);
-      return s === 'SUCCEEDED' || s === 'FAILED' ? s : undefined;
-    }, 30_000, 20);
+    await waitFor(
+      async () => {
+        const s = await jobStatus(jobId);
+        seen.add(s);
+        return s === 'SUCCEEDED' || s === 'FAILED' ? s : undefined;
+      },
+      30_000,
+      20,
+    );
     expect(await jobStatus(jobId)).toBe('SUCCEEDED');
     expect(seen.size).toBeGreaterThan(1);
   });
@@ -274,7 +297,10 @@ describe('upload → create → follow to SUCCEEDED', () => {
   it('gives the training curve (metrics) equal to the metrics events, oldest first, with one upstream call', async () => {
     const restEvents: any[] = [];
     for await (const e of rest.fineTuning.jobs.listEvents(jobId, { limit: 100 })) restEvents.push(e);
-    const steps = restEvents.filter((e) => e.type === 'metrics').reverse().map((e) => e.data);
+    const steps = restEvents
+      .filter((e) => e.type === 'metrics')
+      .reverse()
+      .map((e) => e.data);
     // A fresh server, so that nothing is cached yet: the curve of a succeeded job costs one call (its CSV).
     const fresh = await startApi({ baseURL: emu.baseURL, apiKey: KEY });
     try {
@@ -320,7 +346,10 @@ describe('DPO', () => {
     expect(raw.method.type).toBe('dpo');
     expect(raw.method.dpo.hyperparameters.beta).toBe(0.25);
     await waitFor(async () => ['SUCCEEDED', 'FAILED'].includes(await jobStatus(created.job.id)), 30_000, 20);
-    const r = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { status error { code message param } method { dpo { hyperparameters { beta nEpochs } } } } }', { id: created.job.id });
+    const r = await api.gql(
+      'query($id: ID!) { fineTuningJob(id: $id) { status error { code message param } method { dpo { hyperparameters { beta nEpochs } } } } }',
+      { id: created.job.id },
+    );
     expect(r.data.fineTuningJob).toMatchObject({ status: 'SUCCEEDED', error: null, method: { dpo: { hyperparameters: { beta: 0.25, nEpochs: 1 } } } });
   });
 });
@@ -332,7 +361,10 @@ describe('a job that fails', () => {
     const created = await createJob({ model: 'gpt-4o-mini-2024-07-18', trainingFile: file.id });
     const id = created.job.id;
     await waitFor(async () => (await jobStatus(id)) === 'FAILED', 30_000, 20);
-    const r = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { status finishedAt error { code message param } metrics { step } resultFiles { id } } }', { id });
+    const r = await api.gql(
+      'query($id: ID!) { fineTuningJob(id: $id) { status finishedAt error { code message param } metrics { step } resultFiles { id } } }',
+      { id },
+    );
     const raw = (await rest.fineTuning.jobs.retrieve(id)) as any;
     expect(r.data.fineTuningJob).toEqual({
       status: 'FAILED',
@@ -354,10 +386,14 @@ describe('pause, resume, cancel; metrics of a live job from its events', () => {
       method: { type: 'SUPERVISED', supervised: { hyperparameters: { nEpochs: 12, batchSize: 1 } } },
     });
     const id = created.job.id;
-    await waitFor(async () => {
-      const r = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { status metrics { step } } }', { id });
-      return r.data.fineTuningJob.status === 'RUNNING' && r.data.fineTuningJob.metrics.length >= 3;
-    }, 20_000, 5);
+    await waitFor(
+      async () => {
+        const r = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { status metrics { step } } }', { id });
+        return r.data.fineTuningJob.status === 'RUNNING' && r.data.fineTuningJob.metrics.length >= 3;
+      },
+      20_000,
+      5,
+    );
 
     const paused = await api.gql(
       `mutation($id: ID!) { pauseFineTuningJob(id: $id) { __typename ... on PauseFineTuningJobSuccess { job { id status rawStatus } } ... on Error { message } } }`,
@@ -368,9 +404,15 @@ describe('pause, resume, cancel; metrics of a live job from its events', () => {
     // While paused nothing moves: the curve from the events equals the REST metrics events.
     const restEvents: any[] = [];
     for await (const e of rest.fineTuning.jobs.listEvents(id, { limit: 100 })) restEvents.push(e);
-    const steps = restEvents.filter((e) => e.type === 'metrics').reverse().map((e) => e.data);
+    const steps = restEvents
+      .filter((e) => e.type === 'metrics')
+      .reverse()
+      .map((e) => e.data);
     const before = emu.requests.length;
-    const r = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { status metrics { step trainLoss trainMeanTokenAccuracy } events(first: 100) { edges { node { id } } } } }', { id });
+    const r = await api.gql(
+      'query($id: ID!) { fineTuningJob(id: $id) { status metrics { step trainLoss trainMeanTokenAccuracy } events(first: 100) { edges { node { id } } } } }',
+      { id },
+    );
     expect(r.data.fineTuningJob.status).toBe('PAUSED');
     expect(r.data.fineTuningJob.metrics).toEqual(
       steps.map((d: any) => ({ step: d.step, trainLoss: d.train_loss, trainMeanTokenAccuracy: d.train_mean_token_accuracy })),
@@ -381,10 +423,7 @@ describe('pause, resume, cancel; metrics of a live job from its events', () => {
     expect(routes.filter((x) => x === 'GET /v1/fine_tuning/jobs/:id/events')).toHaveLength(Math.ceil(restEvents.length / 100));
 
     // Pausing again is a conflict (data, not a top-level error).
-    const again = await api.gql(
-      `mutation($id: ID!) { pauseFineTuningJob(id: $id) { __typename ... on Error { message } } }`,
-      { id },
-    );
+    const again = await api.gql(`mutation($id: ID!) { pauseFineTuningJob(id: $id) { __typename ... on Error { message } } }`, { id });
     expect(again.errors).toBeUndefined();
     expect(again.data.pauseFineTuningJob.__typename).toBe('ConflictError');
 
@@ -402,18 +441,13 @@ describe('pause, resume, cancel; metrics of a live job from its events', () => {
     expect(cancelled.data.cancelFineTuningJob.job).toMatchObject({ id, status: 'CANCELLED' });
     expect((await rest.fineTuning.jobs.retrieve(id)).status).toBe('cancelled');
 
-    const twice = await api.gql(
-      `mutation($id: ID!) { cancelFineTuningJob(id: $id) { __typename ... on ConflictError { message } } }`,
-      { id },
-    );
+    const twice = await api.gql(`mutation($id: ID!) { cancelFineTuningJob(id: $id) { __typename ... on ConflictError { message } } }`, { id });
     expect(twice.data.cancelFineTuningJob.__typename).toBe('ConflictError');
     expect(twice.data.cancelFineTuningJob.message).toMatch(/cancel/i);
   });
 
   it('resume of a job that is not paused, and cancel of an unknown job, are typed errors', async () => {
-    const unknown = await api.gql(
-      `mutation { cancelFineTuningJob(id: "ftjob-doesnotexist000000000000") { __typename ... on Error { message } } }`,
-    );
+    const unknown = await api.gql(`mutation { cancelFineTuningJob(id: "ftjob-doesnotexist000000000000") { __typename ... on Error { message } } }`);
     expect(unknown.errors).toBeUndefined();
     expect(unknown.data.cancelFineTuningJob.__typename).toBe('NotFoundError');
     const bad = await api.gql(`mutation { resumeFineTuningJob(id: "file-abc") { __typename ... on ValidationError { field message } } }`);
@@ -444,10 +478,9 @@ describe('files', () => {
     expect(results.data.files.edges.length).toBeGreaterThan(0);
     expect(results.data.files.edges.every((e: any) => e.node.purpose === 'FINE_TUNE_RESULTS')).toBe(true);
 
-    const del = await api.gql(
-      'mutation($id: ID!) { deleteFile(id: $id) { __typename ... on DeleteFileSuccess { id deleted } ... on Error { message } } }',
-      { id: a.id },
-    );
+    const del = await api.gql('mutation($id: ID!) { deleteFile(id: $id) { __typename ... on DeleteFileSuccess { id deleted } ... on Error { message } } }', {
+      id: a.id,
+    });
     expect(del.data.deleteFile).toEqual({ __typename: 'DeleteFileSuccess', id: a.id, deleted: true });
     const gone = await api.gql('query($id: ID!) { file(id: $id) { id } }', { id: a.id });
     expect(gone.data.file).toBeNull();

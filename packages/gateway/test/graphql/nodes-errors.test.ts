@@ -49,7 +49,10 @@ describe('node / nodes: the global id is the OpenAI id, its prefix names the typ
     expect(file.data.node).toEqual({ __typename: 'File', id: fileId, filename: 'train.jsonl', purpose: 'FINE_TUNE' });
 
     // Events and checkpoints cannot be fetched alone upstream: they are found once seen through their job.
-    const listed = await api.gql('query($id: ID!) { fineTuningJob(id: $id) { events(first: 3) { edges { node { id message } } } checkpoints(first: 1) { edges { node { id stepNumber } } } } }', { id: jobId });
+    const listed = await api.gql(
+      'query($id: ID!) { fineTuningJob(id: $id) { events(first: 3) { edges { node { id message } } } checkpoints(first: 1) { edges { node { id stepNumber } } } } }',
+      { id: jobId },
+    );
     const event = listed.data.fineTuningJob.events.edges[2].node;
     const ckpt = listed.data.fineTuningJob.checkpoints.edges[0].node;
     expect(event.id).toMatch(/^ftevent-/);
@@ -243,7 +246,7 @@ describe('the JSON fast path and yoga give the same answers', () => {
     }
   });
 
-  it('a browser\'s JSON POST gets the answer and the CORS headers yoga gives (CORS_ORIGINS), allowed origin or not', async () => {
+  it("a browser's JSON POST gets the answer and the CORS headers yoga gives (CORS_ORIGINS), allowed origin or not", async () => {
     const env = { CORS_ORIGINS: 'https://app.example.com' };
     const fastCors = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env });
     const yogaCors = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env: { ...env, GRAPHQL_FAST_PATH: '0' } });
@@ -264,7 +267,11 @@ describe('the JSON fast path and yoga give the same answers', () => {
         expect(corsOf(a), origin).toEqual(corsOf(b));
         expect(await a.json()).toEqual(await b.json());
       }
-      const allowed = await fetch(`${fastCors.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://app.example.com' }, body });
+      const allowed = await fetch(`${fastCors.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: 'https://app.example.com' },
+        body,
+      });
       expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
     } finally {
       await fastCors.close();

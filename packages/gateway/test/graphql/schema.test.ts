@@ -46,7 +46,10 @@ describe('committed schema', () => {
   it('every example operation is valid against the schema', () => {
     for (const example of EXAMPLES) {
       const errors = validate(getSchema(), parse(example.query));
-      expect(errors.map((e) => e.message), example.title).toEqual([]);
+      expect(
+        errors.map((e) => e.message),
+        example.title,
+      ).toEqual([]);
     }
   });
 });

@@ -67,9 +67,7 @@ describe('upstream failures', () => {
     expect(up.hits.map((h) => h.path)).toEqual(Array(4).fill('/v1/fine_tuning/jobs/ftjob-abc'));
 
     up.hits.length = 0;
-    const c = await api.gql(
-      `mutation { createFineTuningJob(input: { model: "gpt-4o-mini-2024-07-18", trainingFile: "file-abc" }) { __typename } }`,
-    );
+    const c = await api.gql(`mutation { createFineTuningJob(input: { model: "gpt-4o-mini-2024-07-18", trainingFile: "file-abc" }) { __typename } }`);
     expect(c.data).toBeNull();
     expect(c.errors![0]!.extensions).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
     expect(up.hits).toEqual([{ method: 'POST', path: '/v1/fine_tuning/jobs' }]);
@@ -130,7 +128,16 @@ describe('upstream failures', () => {
   it('401 → UNAUTHENTICATED and 403 → FORBIDDEN, with messages of our own', async () => {
     let status = 401;
     up = await fakeUpstream((_req, res) =>
-      sendJson(res, status, openAiError(`Incorrect API key provided: ${KEY.slice(0, 8)}***${KEY.slice(-4)}. You can find your API key at https://platform.openai.com/account/api-keys.`, 'invalid_request_error', null, 'invalid_api_key')),
+      sendJson(
+        res,
+        status,
+        openAiError(
+          `Incorrect API key provided: ${KEY.slice(0, 8)}***${KEY.slice(-4)}. You can find your API key at https://platform.openai.com/account/api-keys.`,
+          'invalid_request_error',
+          null,
+          'invalid_api_key',
+        ),
+      ),
     );
     api = await startApi({ baseURL: up.baseURL, apiKey: KEY });
     const r = await api.gql(JOB_QUERY, { id: 'ftjob-abc' });

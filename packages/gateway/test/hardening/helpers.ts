@@ -46,11 +46,7 @@ export interface Gateway extends RunningServer {
 }
 
 /** The GraphQL API in this process, pointed at `baseURL`, logging (JSON lines) into memory. */
-export async function startGateway(
-  baseURL: string,
-  env: Record<string, string> = {},
-  opts: Omit<StartOptions, 'logStream'> = {},
-): Promise<Gateway> {
+export async function startGateway(baseURL: string, env: Record<string, string> = {}, opts: Omit<StartOptions, 'logStream'> = {}): Promise<Gateway> {
   const config = loadConfig({
     OPENAI_BASE_URL: baseURL,
     OPENAI_API_KEY: KEY,

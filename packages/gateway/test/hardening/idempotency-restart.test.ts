@@ -54,7 +54,12 @@ describe('idempotency without Redis, across a crash', () => {
         resolve();
       };
     });
-    const lost = create(first, 'crash', 'crash-key-1').then((r) => r.text()).then((t) => `answered: ${t}`, () => 'no answer');
+    const lost = create(first, 'crash', 'crash-key-1')
+      .then((r) => r.text())
+      .then(
+        (t) => `answered: ${t}`,
+        () => 'no answer',
+      );
     await killed;
     await first.exited;
     expect(await lost).toBe('no answer');
@@ -63,7 +68,9 @@ describe('idempotency without Redis, across a crash', () => {
 
     const second = await spawnServer(gatewayEnv());
     try {
-      const res = (await (await create(second, 'crash', 'crash-key-1')).json()) as { data: { createFineTuningJob: { __typename: string; job: { id: string } } } };
+      const res = (await (await create(second, 'crash', 'crash-key-1')).json()) as {
+        data: { createFineTuningJob: { __typename: string; job: { id: string } } };
+      };
       expect(res.data.createFineTuningJob.__typename).toBe('CreateFineTuningJobSuccess');
       const jobs = await jobsWithSuffix('crash');
       expect(jobs).toHaveLength(1);

@@ -82,7 +82,7 @@ describe('request ids and access lines', () => {
     expect(ids.size).toBe(5);
   });
 
-  it('works on yoga\'s path (GET with a query string), for browsers, /health, /ready and unknown paths', async () => {
+  it("works on yoga's path (GET with a query string), for browsers, /health, /ready and unknown paths", async () => {
     up.emulator.setFaults({ errorRate: 1, errorStatuses: [502], routes: ['GET /v1/fine_tuning/jobs'] });
     heal = (r) => {
       if (r.fault === 'error') up.emulator.setFaults(undefined);
@@ -117,7 +117,10 @@ describe('request ids and access lines', () => {
     expect(byId('yoga-1')).toMatchObject({ method: 'GET', path: '/graphql', status: 200, operation: 'ViaYoga' });
     expect(byId('browser-1')).toMatchObject({ method: 'POST', path: '/graphql', status: 200, operation: 'FromBrowser' });
     // (yoga's own debug lines carry no request id: yoga logs them without the request.)
-    const yogaLines = gw.logLines().filter((l) => l.reqId === 'yoga-1').map((l) => l.msg);
+    const yogaLines = gw
+      .logLines()
+      .filter((l) => l.reqId === 'yoga-1')
+      .map((l) => l.msg);
     expect(yogaLines).toEqual(['upstream call failed; retrying', 'request']);
     expect(byId('get-1')).toMatchObject({ method: 'GET', path: '/graphql', operation: 'ByGet' });
     expect(byId('p-health')).toMatchObject({ method: 'GET', path: '/health', status: 200 });
@@ -138,7 +141,7 @@ describe('request ids and access lines', () => {
     expect(line!.reqId).toMatch(UUID);
   });
 
-  it('lines written for a websocket operation carry the connection\'s request id', async () => {
+  it("lines written for a websocket operation carry the connection's request id", async () => {
     up.emulator.setFaults({ errorRate: 1, errorStatuses: [503], routes: ['GET /v1/fine_tuning/jobs/:id'] });
     heal = (r) => {
       if (r.fault === 'error') up.emulator.setFaults(undefined);
@@ -154,17 +157,23 @@ describe('request ids and access lines', () => {
     });
     const result = await new Promise<any>((resolve, reject) => {
       let value: unknown;
-      client.subscribe({ query: 'query OverWs($id: ID!) { fineTuningJob(id: $id) { id status } }', variables: { id: jobId } }, {
-        next: (v) => (value = v),
-        error: reject,
-        complete: () => resolve(value),
-      });
+      client.subscribe(
+        { query: 'query OverWs($id: ID!) { fineTuningJob(id: $id) { id status } }', variables: { id: jobId } },
+        {
+          next: (v) => (value = v),
+          error: reject,
+          complete: () => resolve(value),
+        },
+      );
     });
     heal = () => undefined;
     expect(result.errors).toBeUndefined();
     await client.dispose();
     await sleep(50);
-    const mine = gw.logLines().filter((l) => l.reqId === 'ws-conn-7').map((l) => l.msg);
+    const mine = gw
+      .logLines()
+      .filter((l) => l.reqId === 'ws-conn-7')
+      .map((l) => l.msg);
     expect(mine).toEqual(['upstream call failed; retrying', 'request']);
   });
 

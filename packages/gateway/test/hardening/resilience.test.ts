@@ -132,7 +132,13 @@ describe('with 20 % of upstream calls failing', () => {
     let jobId: string | undefined;
     for (let attempt = 0; attempt < 5 && !jobId; attempt++) {
       const r = await gw.gql(CREATE, {
-        input: { model: 'gpt-4o-mini-2024-07-18', trainingFile: fileId, suffix: 'live-faults', idempotencyKey: 'live-faults-1', hyperparameters: { nEpochs: 3 } },
+        input: {
+          model: 'gpt-4o-mini-2024-07-18',
+          trainingFile: fileId,
+          suffix: 'live-faults',
+          idempotencyKey: 'live-faults-1',
+          hyperparameters: { nEpochs: 3 },
+        },
       });
       jobId = r.data?.createFineTuningJob?.job?.id;
     }

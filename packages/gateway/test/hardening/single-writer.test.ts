@@ -45,9 +45,7 @@ describe('one local service per database file: the gateway', () => {
     await standalone.kill('SIGKILL');
 
     // The gateway (in this process) holds the file now: the standalone service is refused.
-    const gateway = await startServer(
-      loadConfig({ PORT: '0', HOST: '127.0.0.1', EMULATOR_DB: dbPath, EMULATOR_STEP_MS: '40', LOG_LEVEL: 'silent' }),
-    );
+    const gateway = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', EMULATOR_DB: dbPath, EMULATOR_STEP_MS: '40', LOG_LEVEL: 'silent' }));
     try {
       assertDatabaseRefusal(await runEntry(EMULATOR_ENTRY, { EMULATOR_DB: dbPath }), dbPath);
       const res = await fetch(`${gateway.url}/v1/files`, { headers: { authorization: `Bearer ${LOCAL_API_KEY}` } });

@@ -256,7 +256,10 @@ describe('MAX_CONCURRENT_UPLOADS: further uploads wait unread, a bounded number 
 
     hold.open();
     const [a, b] = await Promise.all([first, second]);
-    for (const [r, size] of [[a, 4 * MiB], [b, 60 * MiB]] as const) {
+    for (const [r, size] of [
+      [a, 4 * MiB],
+      [b, 60 * MiB],
+    ] as const) {
       expect(r.status, JSON.stringify(r.body)).toBe(200);
       expect(r.body.data.uploadFile).toMatchObject({ __typename: 'UploadFileSuccess', file: { bytes: size } });
     }
@@ -290,7 +293,10 @@ describe('MAX_CONCURRENT_UPLOADS: further uploads wait unread, a bounded number 
     hold.open();
     const done = await Promise.all([first, ...waiting]);
     for (const r of done) expect(r.body.data.uploadFile.__typename, JSON.stringify(r.body)).toBe('UploadFileSuccess');
-    await until(async () => (await metric(gw.url, 'ftgql_uploads_in_progress')) === 0 && (await metric(gw.url, 'ftgql_uploads_waiting')) === 0, 'the gate to empty');
+    await until(
+      async () => (await metric(gw.url, 'ftgql_uploads_in_progress')) === 0 && (await metric(gw.url, 'ftgql_uploads_waiting')) === 0,
+      'the gate to empty',
+    );
     // The first and the three that waited; neither the leaver nor the refused one.
     expect(up.count(FILES) - before).toBe(4);
     const names = (await up.client(KEY).files.list()).data.map((f) => f.filename);

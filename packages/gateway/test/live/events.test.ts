@@ -137,10 +137,14 @@ describe('fineTuningJobEvents', () => {
     const afters: number[] = [];
     // Join from an early event several times while training runs.
     for (let round = 0; round < 4; round++) {
-      const evs = await waitUntil(async () => {
-        const e = await restEvents(up, jobId);
-        return e.length >= 8 + round * 12 && e;
-      }, 30_000, 15);
+      const evs = await waitUntil(
+        async () => {
+          const e = await restEvents(up, jobId);
+          return e.length >= 8 + round * 12 && e;
+        },
+        30_000,
+        15,
+      );
       const k = 2 + round;
       afters.push(k);
       late.push(collectWs<Ev>(client, EVENTS_SUB, { jobId, after: evs[k]!.id }, 'fineTuningJobEvents'));

@@ -13,13 +13,7 @@ import WebSocket from 'ws';
 import { startServer, type RunningServer } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { LiveOptions } from '../../src/live/index.js';
-import {
-  createTrainingJob,
-  type RunningEmulator,
-  restEventsOf,
-  startEmulator,
-  waitUntil as sharedWaitUntil,
-} from '@finetune-graphql/emulator/testing';
+import { createTrainingJob, type RunningEmulator, restEventsOf, startEmulator, waitUntil as sharedWaitUntil } from '@finetune-graphql/emulator/testing';
 import { type Collected, sseEvents } from '../helpers/subscriptions.js';
 
 export { seedEvents } from '@finetune-graphql/emulator/testing';
@@ -104,7 +98,12 @@ export function wsClient(gw: Gateway): Client {
 }
 
 /** Subscribes over GraphQL over SSE (yoga's distinct-connections mode: POST with Accept: text/event-stream). */
-export function collectSse<T = any>(gw: Gateway, query: string, variables: Record<string, unknown>, field: string): Collected<T> & { controller: AbortController } {
+export function collectSse<T = any>(
+  gw: Gateway,
+  query: string,
+  variables: Record<string, unknown>,
+  field: string,
+): Collected<T> & { controller: AbortController } {
   const controller = new AbortController();
   const out: Collected<T> & { controller: AbortController } = {
     items: [],

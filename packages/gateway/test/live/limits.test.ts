@@ -225,7 +225,9 @@ describe('replays cost bounded upstream calls (a 12,000-event job)', () => {
       expect(s.items).toEqual([]);
       costs.push(eventsCalls(up, jobId, mark));
     }
-    console.log(`unknown \`after\` on a ${history.length}-event job: ${costs.join(', ')} upstream calls (before the fix: a walk of the whole history, ${Math.ceil(history.length / 100)} pages, each time)`);
+    console.log(
+      `unknown \`after\` on a ${history.length}-event job: ${costs.join(', ')} upstream calls (before the fix: a walk of the whole history, ${Math.ceil(history.length / 100)} pages, each time)`,
+    );
     for (const c of costs) expect(c).toBeLessThanOrEqual(2);
     expect(live.errors).toEqual([]);
     live.stop();

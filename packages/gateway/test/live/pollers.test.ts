@@ -98,7 +98,12 @@ describe('shared pollers', () => {
     const measure = async (subscribers: number, sockets: number) => {
       const clients = Array.from({ length: sockets }, () => wsClient(gw));
       const subs = Array.from({ length: subscribers }, (_, i) =>
-        collectWs(clients[i % sockets]!, i % 2 ? JOB_SUB : EVENTS_SUB, i % 2 ? { id: jobId } : { jobId }, i % 2 ? 'fineTuningJobUpdated' : 'fineTuningJobEvents'),
+        collectWs(
+          clients[i % sockets]!,
+          i % 2 ? JOB_SUB : EVENTS_SUB,
+          i % 2 ? { id: jobId } : { jobId },
+          i % 2 ? 'fineTuningJobUpdated' : 'fineTuningJobEvents',
+        ),
       );
       await waitUntil(() => gw.live.stats().subscribers === subscribers, 10_000);
       const from = Date.now();
@@ -176,10 +181,7 @@ describe('shared pollers', () => {
       const before = states.items.length;
       const t0 = Date.now();
       const polledFrom = Date.now();
-      const res = await gw.gql(
-        `mutation($id: ID!) { r: ${name}FineTuningJob(id: $id) { __typename ... on Error { message } } }`,
-        { id: jobId },
-      );
+      const res = await gw.gql(`mutation($id: ID!) { r: ${name}FineTuningJob(id: $id) { __typename ... on Error { message } } }`, { id: jobId });
       expect(res.errors).toBeUndefined();
       expect((res.data as any).r.__typename).toMatch(/Success$/);
       const seen = await waitUntil(() => states.items.slice(before).find((s) => s.status === expected), POLL, 2);

@@ -78,7 +78,13 @@ describe('AUTH_MODE=tokens over HTTP', () => {
   it('a query without a token, with a wrong one or a malformed header: 401 UNAUTHENTICATED and no upstream call', async () => {
     for (const yoga of [false, true]) {
       const before = emu.requests.length;
-      const cases = [{}, { token: WRONG }, { authorization: 'Basic dXNlcjpwYXNz' }, { authorization: 'Bearer' }, { authorization: `Bearer ${'x'.repeat(600)}` }];
+      const cases = [
+        {},
+        { token: WRONG },
+        { authorization: 'Basic dXNlcjpwYXNz' },
+        { authorization: 'Bearer' },
+        { authorization: `Bearer ${'x'.repeat(600)}` },
+      ];
       for (const c of cases) {
         const r = await post({ query: QUERY }, { ...c, yoga });
         expect(r.status, JSON.stringify(c)).toBe(401);
@@ -360,7 +366,9 @@ describe('configuration', () => {
       [`[{"token":"${'a b'.repeat(10)}","scopes":["read"]}]`, /printable characters without spaces/],
     ];
     for (const [value, message] of bad) {
-      expect(() => loadConfig({ ...base, HOST: '127.0.0.1', AUTH_MODE: 'tokens', ...(value === undefined ? {} : { GATEWAY_TOKENS: value }) }), value).toThrow(message);
+      expect(() => loadConfig({ ...base, HOST: '127.0.0.1', AUTH_MODE: 'tokens', ...(value === undefined ? {} : { GATEWAY_TOKENS: value }) }), value).toThrow(
+        message,
+      );
     }
     const config = loadConfig({ ...base, HOST: '127.0.0.1', AUTH_MODE: 'tokens', GATEWAY_TOKENS });
     const dump = JSON.stringify(config, (_k, v) => (v instanceof Set ? [...v] : v));

@@ -131,7 +131,11 @@ async function overWs(s: Server, query: string, variables: Record<string, unknow
 const CASES: Case[] = [
   // ---- the request itself -------------------------------------------------------------------------------
   { name: 'malformed JSON', run: (s) => post(s, '{"query": "{ __typename }"'), expect: { status: 400, code: 'BAD_REQUEST' } },
-  { name: 'a batch (JSON array)', run: (s) => post(s, '[{"query":"{ __typename }"},{"query":"{ __typename }"}]'), expect: { status: 400, code: 'BAD_REQUEST' } },
+  {
+    name: 'a batch (JSON array)',
+    run: (s) => post(s, '[{"query":"{ __typename }"},{"query":"{ __typename }"}]'),
+    expect: { status: 400, code: 'BAD_REQUEST' },
+  },
   { name: 'a JSON string instead of an object', run: (s) => post(s, '"{ __typename }"'), expect: { status: 400, code: 'BAD_REQUEST' } },
   { name: 'missing query', run: (s) => post(s, '{"variables":{}}'), expect: { status: 400, code: 'BAD_REQUEST' } },
   { name: 'query is a number', run: (s) => post(s, '{"query":42}'), expect: { status: 400, code: 'BAD_REQUEST' } },
@@ -194,8 +198,16 @@ const CASES: Case[] = [
 
   // ---- the document ---------------------------------------------------------------------------------------
   { name: 'syntax error', run: (s) => gql(s, '{ fineTuningJob(id: "ftjob-abc") { id '), expect: { status: 400, code: 'GRAPHQL_PARSE_FAILED' } },
-  { name: 'an unknown field', run: (s) => gql(s, '{ fineTuningJobs { edges { node { secretKey } } } }'), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' } },
-  { name: 'a literal of the wrong type', run: (s) => gql(s, '{ fineTuningJobs(first: "ten") { edges { cursor } } }'), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' } },
+  {
+    name: 'an unknown field',
+    run: (s) => gql(s, '{ fineTuningJobs { edges { node { secretKey } } } }'),
+    expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' },
+  },
+  {
+    name: 'a literal of the wrong type',
+    run: (s) => gql(s, '{ fineTuningJobs(first: "ten") { edges { cursor } } }'),
+    expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' },
+  },
   { name: 'a missing required argument', run: (s) => gql(s, '{ fineTuningJob { id } }'), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' } },
   { name: 'depth bomb', run: (s) => gql(s, deepQuery(5)), expect: { status: 400, code: 'QUERY_LIMIT_EXCEEDED', limit: 'depth' } },
   {
@@ -218,8 +230,16 @@ const CASES: Case[] = [
     run: (s) => gql(s, `{ __typename ${'@skip(if: false) '.repeat(40)}}`),
     expect: { status: 400, code: 'QUERY_LIMIT_EXCEEDED', limit: 'directives' },
   },
-  { name: 'first: 10000 (literal)', run: (s) => gql(s, '{ fineTuningJobs(first: 10000) { edges { cursor } } }'), expect: { status: 400, code: 'BAD_USER_INPUT', field: 'first' } },
-  { name: 'first: -1 (literal)', run: (s) => gql(s, '{ files(first: -1) { edges { cursor } } }'), expect: { status: 400, code: 'BAD_USER_INPUT', field: 'first' } },
+  {
+    name: 'first: 10000 (literal)',
+    run: (s) => gql(s, '{ fineTuningJobs(first: 10000) { edges { cursor } } }'),
+    expect: { status: 400, code: 'BAD_USER_INPUT', field: 'first' },
+  },
+  {
+    name: 'first: -1 (literal)',
+    run: (s) => gql(s, '{ files(first: -1) { edges { cursor } } }'),
+    expect: { status: 400, code: 'BAD_USER_INPUT', field: 'first' },
+  },
 
   // ---- variables and arguments ----------------------------------------------------------------------------
   {
@@ -237,19 +257,39 @@ const CASES: Case[] = [
     run: (s) => gql(s, 'query($n: Int) { fineTuningJobs(first: 1) { edges { node { events(first: $n) { edges { cursor } } } } } }', { n: 101 }),
     expect: { status: 200, code: 'BAD_USER_INPUT', field: 'first' },
   },
-  { name: 'an id with an unknown prefix', run: (s) => gql(s, '{ fineTuningJob(id: "job-123") { id } }'), expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' } },
+  {
+    name: 'an id with an unknown prefix',
+    run: (s) => gql(s, '{ fineTuningJob(id: "job-123") { id } }'),
+    expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' },
+  },
   { name: 'an empty id', run: (s) => gql(s, '{ fineTuningJob(id: "") { id } }'), expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' } },
   {
     name: 'a huge id (10,000 characters)',
     run: (s) => gql(s, 'query($id: ID!) { fineTuningJob(id: $id) { id } }', { id: `ftjob-${'a'.repeat(10_000)}` }),
     expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' },
   },
-  { name: 'a file id where a job id is expected', run: (s) => gql(s, '{ fineTuningJob(id: "file-abc123") { id } }'), expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' } },
-  { name: 'node() with an id of no known type', run: (s) => gql(s, '{ node(id: "user-42") { id } }'), expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' } },
+  {
+    name: 'a file id where a job id is expected',
+    run: (s) => gql(s, '{ fineTuningJob(id: "file-abc123") { id } }'),
+    expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' },
+  },
+  {
+    name: 'node() with an id of no known type',
+    run: (s) => gql(s, '{ node(id: "user-42") { id } }'),
+    expect: { status: 200, code: 'BAD_USER_INPUT', field: 'id' },
+  },
 
   // ---- mutation inputs: ValidationError results naming the field, before any upstream call ----------------
-  { name: 'nEpochs 0', run: (s) => create(s, { hyperparameters: { nEpochs: 0 } }), expect: { status: 200, validationError: 'ValidationError', field: 'input.hyperparameters.nEpochs' } },
-  { name: 'nEpochs 51', run: (s) => create(s, { hyperparameters: { nEpochs: 51 } }), expect: { status: 200, validationError: 'ValidationError', field: 'input.hyperparameters.nEpochs' } },
+  {
+    name: 'nEpochs 0',
+    run: (s) => create(s, { hyperparameters: { nEpochs: 0 } }),
+    expect: { status: 200, validationError: 'ValidationError', field: 'input.hyperparameters.nEpochs' },
+  },
+  {
+    name: 'nEpochs 51',
+    run: (s) => create(s, { hyperparameters: { nEpochs: 51 } }),
+    expect: { status: 200, validationError: 'ValidationError', field: 'input.hyperparameters.nEpochs' },
+  },
   {
     name: 'batchSize 300 (supervised method)',
     run: (s) => create(s, { method: { type: 'SUPERVISED', supervised: { hyperparameters: { batchSize: 300 } } } }),
@@ -266,7 +306,11 @@ const CASES: Case[] = [
     expect: { status: 200, validationError: 'ValidationError', field: 'input.method.dpo.hyperparameters.beta' },
   },
   { name: 'seed -5', run: (s) => create(s, { seed: -5 }), expect: { status: 200, validationError: 'ValidationError', field: 'input.seed' } },
-  { name: 'suffix of 65 characters', run: (s) => create(s, { suffix: 's'.repeat(65) }), expect: { status: 200, validationError: 'ValidationError', field: 'input.suffix' } },
+  {
+    name: 'suffix of 65 characters',
+    run: (s) => create(s, { suffix: 's'.repeat(65) }),
+    expect: { status: 200, validationError: 'ValidationError', field: 'input.suffix' },
+  },
   {
     name: 'metadata with 17 pairs',
     run: (s) => create(s, { metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }),
@@ -318,10 +362,18 @@ const CASES: Case[] = [
   },
   {
     name: 'two files in one upload',
-    run: (s) => upload(s, [{ content: trainingJsonl(10), name: 'a.jsonl' }, { content: trainingJsonl(10), name: 'b.jsonl' }]),
+    run: (s) =>
+      upload(s, [
+        { content: trainingJsonl(10), name: 'a.jsonl' },
+        { content: trainingJsonl(10), name: 'b.jsonl' },
+      ]),
     expect: { status: 400, code: 'BAD_REQUEST' },
   },
-  { name: 'a multipart request without operations', run: (s) => upload(s, [{ content: trainingJsonl(10), name: 'a.jsonl' }], 'FINE_TUNE', false), expect: { status: 400, code: 'BAD_REQUEST' } },
+  {
+    name: 'a multipart request without operations',
+    run: (s) => upload(s, [{ content: trainingJsonl(10), name: 'a.jsonl' }], 'FINE_TUNE', false),
+    expect: { status: 400, code: 'BAD_REQUEST' },
+  },
   {
     name: 'an upload purpose that does not exist',
     run: (s) => upload(s, [{ content: trainingJsonl(10), name: 'a.jsonl' }], 'EVERYTHING'),
@@ -374,14 +426,26 @@ const CASES: Case[] = [
     },
     expect: { close: 4409 },
   },
-  { name: 'ws: a frame over the size limit', run: (s) => wsFrames(s, [INIT, JSON.stringify({ type: 'ping', payload: { pad: 'z'.repeat(1_100_000) } })]), expect: { close: 1009 } },
+  {
+    name: 'ws: a frame over the size limit',
+    run: (s) => wsFrames(s, [INIT, JSON.stringify({ type: 'ping', payload: { pad: 'z'.repeat(1_100_000) } })]),
+    expect: { close: 1009 },
+  },
   { name: 'ws: no graphql-transport-ws subprotocol', run: (s) => wsFrames(s, [INIT], []), expect: { close: 4406 } },
   {
     name: 'ws: a subscription to a file id',
     run: (s) => overWs(s, 'subscription { fineTuningJobEvents(jobId: "file-abc123") { id } }'),
     expect: { wsError: 'BAD_USER_INPUT', field: 'jobId' },
   },
-  { name: 'ws: an alias bomb', run: (s) => overWs(s, `{ ${Array.from({ length: 40 }, (_, i) => `a${i}: __typename`).join(' ')} fineTuningJobs { edges { cursor } } a: fineTuningJobs { edges { cursor } } b: files { edges { cursor } } ${Array.from({ length: 20 }, (_, i) => `f${i}: files { edges { cursor } }`).join(' ')} }`), expect: { wsError: 'QUERY_LIMIT_EXCEEDED', limit: 'aliases' } },
+  {
+    name: 'ws: an alias bomb',
+    run: (s) =>
+      overWs(
+        s,
+        `{ ${Array.from({ length: 40 }, (_, i) => `a${i}: __typename`).join(' ')} fineTuningJobs { edges { cursor } } a: fineTuningJobs { edges { cursor } } b: files { edges { cursor } } ${Array.from({ length: 20 }, (_, i) => `f${i}: files { edges { cursor } }`).join(' ')} }`,
+      ),
+    expect: { wsError: 'QUERY_LIMIT_EXCEEDED', limit: 'aliases' },
+  },
   { name: 'ws: a syntax error', run: (s) => overWs(s, 'subscription { fineTuningJobUpdated(id: '), expect: { wsError: 'GRAPHQL_PARSE_FAILED' } },
 ];
 

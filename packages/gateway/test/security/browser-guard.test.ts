@@ -22,7 +22,12 @@ beforeAll(async () => {
   emu = await startEmulator();
   open = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env: { CORS_ORIGINS: 'https://app.example.com' } });
   named = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env: { ALLOWED_HOSTS: 'my-laptop.local' } });
-  tokens = await startApi({ baseURL: emu.baseURL, apiKey: KEY, env: { AUTH_MODE: 'tokens', GATEWAY_TOKENS: JSON.stringify([{ token: TOKEN, scopes: ['read'], name: 'ci' }]) }, token: TOKEN });
+  tokens = await startApi({
+    baseURL: emu.baseURL,
+    apiKey: KEY,
+    env: { AUTH_MODE: 'tokens', GATEWAY_TOKENS: JSON.stringify([{ token: TOKEN, scopes: ['read'], name: 'ci' }]) },
+    token: TOKEN,
+  });
 });
 afterAll(async () => {
   await open?.close();
@@ -79,8 +84,14 @@ function upgrade(api: ApiHandle, headers: Record<string, string>): Promise<numbe
 }
 
 describe('DNS rebinding (AUTH_MODE=none)', () => {
-  it('answers requests for this machine\'s names', async () => {
-    for (const host of [`127.0.0.1:${portOf(open)}`, `localhost:${portOf(open)}`, `LOCALHOST:${portOf(open)}`, `app.localhost:${portOf(open)}`, `[::1]:${portOf(open)}`]) {
+  it("answers requests for this machine's names", async () => {
+    for (const host of [
+      `127.0.0.1:${portOf(open)}`,
+      `localhost:${portOf(open)}`,
+      `LOCALHOST:${portOf(open)}`,
+      `app.localhost:${portOf(open)}`,
+      `[::1]:${portOf(open)}`,
+    ]) {
       const r = await send(open, host);
       expect(r.status, host).toBe(200);
       expect(r.body.data.fineTuningJobs, host).toBeDefined();
@@ -116,7 +127,7 @@ describe('DNS rebinding (AUTH_MODE=none)', () => {
 });
 
 describe('cross-site websocket hijacking', () => {
-  it('refuses an upgrade from another site\'s page (403), in every auth mode', async () => {
+  it("refuses an upgrade from another site's page (403), in every auth mode", async () => {
     for (const api of [open, tokens]) {
       for (const origin of ['https://evil.example', 'null', `http://localhost:${Number(portOf(api)) + 1}`]) {
         expect(await upgrade(api, { origin }), origin).toBe(403);
@@ -124,7 +135,7 @@ describe('cross-site websocket hijacking', () => {
     }
   });
 
-  it('accepts this server\'s own pages (GraphiQL), CORS_ORIGINS and clients that are not browsers', async () => {
+  it("accepts this server's own pages (GraphiQL), CORS_ORIGINS and clients that are not browsers", async () => {
     const self = `http://127.0.0.1:${portOf(open)}`;
     expect(await upgrade(open, { origin: self })).toBe(101);
     expect(await upgrade(open, { origin: 'https://app.example.com' })).toBe(101);

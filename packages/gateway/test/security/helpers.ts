@@ -133,9 +133,7 @@ export async function rawSocket(
 ): Promise<{ ws: WebSocket; messages: unknown[]; closed: Promise<{ code: number; reason: string }> }> {
   const ws = new WebSocket(wsUrlOf(httpUrl), protocol);
   const messages: unknown[] = [];
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   ws.on('message', (data) => {
     try {
       messages.push(JSON.parse(data.toString()));

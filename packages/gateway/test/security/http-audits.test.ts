@@ -22,11 +22,7 @@ afterAll(async () => {
 const setups: [string, Record<string, string>, string | undefined][] = [
   ['default server (fast path for JSON POSTs)', {}, undefined],
   ['yoga only (GRAPHQL_FAST_PATH=0)', { GRAPHQL_FAST_PATH: '0' }, undefined],
-  [
-    'AUTH_MODE=tokens, with the token',
-    { AUTH_MODE: 'tokens', GATEWAY_TOKENS: JSON.stringify([{ token: TOKEN, scopes: ['read', 'write'] }]) },
-    TOKEN,
-  ],
+  ['AUTH_MODE=tokens, with the token', { AUTH_MODE: 'tokens', GATEWAY_TOKENS: JSON.stringify([{ token: TOKEN, scopes: ['read', 'write'] }]) }, TOKEN],
 ];
 
 describe.each(setups)('GraphQL over HTTP audits: %s', (_label, env, token) => {

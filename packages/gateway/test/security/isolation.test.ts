@@ -157,7 +157,7 @@ describe("Bob cannot reach Alice's data", () => {
     expect(list.data.fineTuningJobs.edges.map((e: any) => e.node.id)).toEqual([bobJob.job.id]);
   });
 
-  it("subscriptions to her job: NOT_FOUND over graphql-ws and SSE, while her own subscription goes on", async () => {
+  it('subscriptions to her job: NOT_FOUND over graphql-ws and SSE, while her own subscription goes on', async () => {
     const herSocket = wsSession(api.url, { authorization: `Bearer ${ALICE}` });
     const hisSocket = wsSession(api.url, { authorization: `Bearer ${BOB}` });
     try {
@@ -178,10 +178,19 @@ describe("Bob cannot reach Alice's data", () => {
         'subscription($id: ID!) { fineTuningJobEvents(jobId: $id) { id message } }',
       ]) {
         const ws = await wsOperation(hisSocket.client, query, { id: alice.pausedJobId });
-        expect(ws.results.flatMap((r) => r.errors ?? []).map((e: any) => e.extensions?.code), query).toEqual(['NOT_FOUND']);
-        expect(ws.results.some((r) => r.data && Object.values(r.data).some((v) => v !== null)), query).toBe(false);
+        expect(
+          ws.results.flatMap((r) => r.errors ?? []).map((e: any) => e.extensions?.code),
+          query,
+        ).toEqual(['NOT_FOUND']);
+        expect(
+          ws.results.some((r) => r.data && Object.values(r.data).some((v) => v !== null)),
+          query,
+        ).toBe(false);
         const overSse = await sse(api.url, query, { id: alice.pausedJobId }, { token: BOB });
-        expect(overSse.events.flatMap((e) => e.errors ?? []).map((e: any) => e.extensions?.code), query).toEqual(['NOT_FOUND']);
+        expect(
+          overSse.events.flatMap((e) => e.errors ?? []).map((e: any) => e.extensions?.code),
+          query,
+        ).toEqual(['NOT_FOUND']);
         expect(overSse.events.some((e) => e.data && Object.values(e.data).some((v) => v !== null))).toBe(false);
       }
       // His pollers asked the upstream under his own organisation and were refused; none was served from hers.

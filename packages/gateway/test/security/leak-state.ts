@@ -60,7 +60,10 @@ function noteAuthorization(value: unknown): void {
 function tee(s: TeeState, channel: string, chunk: unknown, encoding?: unknown): void {
   let text: string;
   if (typeof chunk === 'string') text = chunk;
-  else if (chunk instanceof Uint8Array) text = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString(typeof encoding === 'string' && Buffer.isEncoding(encoding) ? encoding : 'utf8');
+  else if (chunk instanceof Uint8Array)
+    text = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString(
+      typeof encoding === 'string' && Buffer.isEncoding(encoding) ? encoding : 'utf8',
+    );
   else return;
   if (!text) return;
   s.texts.push({ channel, text });
@@ -221,4 +224,3 @@ export function resetTee(): void {
   s.bytes = 0;
   s.secrets.clear();
 }
-

@@ -229,7 +229,10 @@ describe('production mode (NODE_ENV=production)', () => {
       expect(JSON.stringify(r)).not.toMatch(/TypeError|stack|null \(reading/);
     }
     // Logged once per request, with the request's id.
-    const lines = prod.logs().split('\n').filter((l) => l.includes('unexpected error'));
+    const lines = prod
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('unexpected error'));
     expect(lines).toHaveLength(2);
     expect(lines.map((l) => JSON.parse(l).reqId)).toEqual(['masked-0', 'masked-1']);
   });

@@ -134,7 +134,14 @@ describe('/ready is no amplifier', () => {
   let server: RunningServer;
   beforeAll(async () => {
     emu = await startEmulator();
-    const env = { PORT: '0', HOST: '127.0.0.1', OPENAI_BASE_URL: emu.baseURL, OPENAI_API_KEY: 'sk-ready-0123456789', LOG_LEVEL: 'silent', READY_CACHE_MS: '60000' };
+    const env = {
+      PORT: '0',
+      HOST: '127.0.0.1',
+      OPENAI_BASE_URL: emu.baseURL,
+      OPENAI_API_KEY: 'sk-ready-0123456789',
+      LOG_LEVEL: 'silent',
+      READY_CACHE_MS: '60000',
+    };
     registerEnvSecrets(env);
     server = await startServer(loadConfig(env));
   });

@@ -77,7 +77,9 @@ describe('nodes(ids:) takes at most GRAPHQL_MAX_NODES ids', () => {
   });
 
   it('as a literal too, and one id over the limit is enough', async () => {
-    const literal = `{ nodes(ids: [${ids(MAX_NODES + 1).map((id) => JSON.stringify(id)).join(', ')}]) { id } }`;
+    const literal = `{ nodes(ids: [${ids(MAX_NODES + 1)
+      .map((id) => JSON.stringify(id))
+      .join(', ')}]) { id } }`;
     const { result, calls } = await upstreamDuring(() => api.gql(literal));
     expectRefused(result, { code: 'BAD_USER_INPUT', field: 'ids', limit: 'nodes', max: MAX_NODES });
     expect(calls).toBe(0);
@@ -220,7 +222,9 @@ describe('legitimate requests still work', () => {
     const jobs = await post(api, FOLLOW.query, { after: null }, 'Jobs');
     expect(jobs.errors).toBeUndefined();
     expect(jobs.data.fineTuningJobs.edges.length).toBeGreaterThanOrEqual(8);
-    const lists = await api.gql('{ fineTuningJobs(first: 20) { edges { node { id status trainingFile { filename } } } } files(first: 20) { edges { node { id } } } }');
+    const lists = await api.gql(
+      '{ fineTuningJobs(first: 20) { edges { node { id status trainingFile { filename } } } } files(first: 20) { edges { node { id } } } }',
+    );
     expect(lists.errors).toBeUndefined();
     const pages = await api.gql(
       'query($id: ID!) { fineTuningJob(id: $id) { events(first: 100) { edges { node { id } } } checkpoints(first: 10) { edges { node { id job { id status } } } } } }',
@@ -235,7 +239,12 @@ describe('legitimate requests still work', () => {
       const document = parse(example.query);
       for (const def of document.definitions) {
         if (def.kind !== Kind.OPERATION_DEFINITION) continue;
-        const variables = { id: runningJob, jobId: runningJob, trainingFile: fileId, file: { name: 'train.jsonl', arrayBuffer: async () => new ArrayBuffer(0) } };
+        const variables = {
+          id: runningJob,
+          jobId: runningJob,
+          trainingFile: fileId,
+          file: { name: 'train.jsonl', arrayBuffer: async () => new ArrayBuffer(0) },
+        };
         const estimate = estimateUpstreamCalls({ schema: getSchema(), document, operationName: def.name?.value, variableValues: variables }, DEFAULT_LIMITS);
         expect('calls' in estimate && estimate.calls, `${example.title} ${def.name?.value}`).toBeLessThanOrEqual(10);
       }
@@ -345,7 +354,9 @@ describe('JSON-scalar inputs have a depth and a size limit', () => {
   it('written as a literal: a validation error naming the field', async () => {
     let literal = '{ type: "string_check" }';
     for (let i = 1; i <= DEFAULT_LIMITS.maxJsonDepth; i++) literal = `{ grader: ${literal} }`;
-    const r = await api.gql(`mutation { createFineTuningJob(input: { model: "${MODEL}", trainingFile: "${fileId}", method: { type: REINFORCEMENT, reinforcement: ${literal} } }) { __typename } }`);
+    const r = await api.gql(
+      `mutation { createFineTuningJob(input: { model: "${MODEL}", trainingFile: "${fileId}", method: { type: REINFORCEMENT, reinforcement: ${literal} } }) { __typename } }`,
+    );
     expectRefused(r, { code: 'BAD_USER_INPUT', field: 'input.method.reinforcement', limit: 'jsonDepth' });
   });
 

@@ -69,8 +69,7 @@ export function useJsonLimits(limits: JsonLimits): Plugin {
     const known = holdsJson.get(named);
     if (known !== undefined) return known;
     holdsJson.set(named, false); // a recursive input type
-    const result =
-      named.name === JSON_SCALAR || (isInputObjectType(named) && Object.values(named.getFields()).some((f) => canHoldJson(f.type)));
+    const result = named.name === JSON_SCALAR || (isInputObjectType(named) && Object.values(named.getFields()).some((f) => canHoldJson(f.type)));
     holdsJson.set(named, result);
     return result;
   };

@@ -86,13 +86,7 @@ export function rateLimitedError(retryMs: number, perMinute: number): GraphQLErr
  * `defaultPerMinute` 0 (and a token's `ratePerMinute` 0) means unlimited.
  */
 export function useRateLimit(limiter: RequestRateLimiter, defaultPerMinute: number): Plugin<GraphQLContext> {
-  const check = async ({
-    args,
-    setResultAndStopExecution,
-  }: {
-    args: { contextValue: GraphQLContext };
-    setResultAndStopExecution: (result: never) => void;
-  }) => {
+  const check = async ({ args, setResultAndStopExecution }: { args: { contextValue: GraphQLContext }; setResultAndStopExecution: (result: never) => void }) => {
     const { auth } = args.contextValue;
     if (!auth.authenticated) return;
     const perMinute = auth.ratePerMinute ?? defaultPerMinute;

@@ -92,10 +92,7 @@ export function createCluster<J extends LiveJob, E extends LiveEvent, R = unknow
       const t0 = performance.now();
       let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
-          redis.ping(),
-          new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs))),
-        ]);
+        await Promise.race([redis.ping(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs)))]);
         return { ok: true, latencyMs: Math.round((performance.now() - t0) * 100) / 100 };
       } catch (err) {
         return { ok: false, error: err instanceof Error ? err.message : 'error' };
@@ -109,7 +106,12 @@ export function createCluster<J extends LiveJob, E extends LiveEvent, R = unknow
       await jobs.close();
       await Promise.all(
         [redis, subscriber].map((c) =>
-          c.status === 'ready' ? c.quit().then(() => undefined, () => c.disconnect()) : Promise.resolve(c.disconnect()),
+          c.status === 'ready'
+            ? c.quit().then(
+                () => undefined,
+                () => c.disconnect(),
+              )
+            : Promise.resolve(c.disconnect()),
         ),
       );
     },

@@ -356,7 +356,14 @@ export class ClusterLiveJobs<J extends LiveJob = LiveJob, E extends LiveEvent = 
    * When it does not, the client is ahead of the published stream (`from` is newer than `cursor`): nothing to
    * replay, and the live events up to `from` are skipped.
    */
-  private async catchUp(scope: LiveScope<J, E>, jobId: string, watch: Watch<J, E>, from: string | null, state: ClusterState, isAfter: boolean): Promise<CatchUp<E> | LiveFailure> {
+  private async catchUp(
+    scope: LiveScope<J, E>,
+    jobId: string,
+    watch: Watch<J, E>,
+    from: string | null,
+    state: ClusterState,
+    isAfter: boolean,
+  ): Promise<CatchUp<E> | LiveFailure> {
     const id = `${watch.keys.state}\u0000${from ?? ''}\u0000${state.cursor ?? ''}`;
     let walk = this.walks.get(id);
     if (!walk) {
@@ -666,9 +673,12 @@ function closedFailure(): LiveFailure {
 }
 
 function lostTrack(): LiveFailure {
-  return new LiveFailure('UPSTREAM_UNAVAILABLE', 'The live stream lost track of the job\'s events; reconnect with `after` to resume.');
+  return new LiveFailure('UPSTREAM_UNAVAILABLE', "The live stream lost track of the job's events; reconnect with `after` to resume.");
 }
 
 function unavailable(): LiveFailure {
-  return new LiveFailure('UPSTREAM_UNAVAILABLE', 'Live updates are unavailable right now (the coordination store is unreachable); reconnect with `after` to resume.');
+  return new LiveFailure(
+    'UPSTREAM_UNAVAILABLE',
+    'Live updates are unavailable right now (the coordination store is unreachable); reconnect with `after` to resume.',
+  );
 }

@@ -154,15 +154,11 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     if (this.stopped) return false;
     const cursor = page.data[0]?.id ?? null;
     const epoch = newEpoch();
-    const r = await this.scripts.run<string>('init', [this.keys.lease, this.keys.state], [
-      this.opts.instanceId,
-      epoch,
-      cursor ?? '',
-      cursor === null ? '0' : '1',
-      this.opts.stateTtlMs,
-      this.keys.events,
-      force ? '1' : '0',
-    ]);
+    const r = await this.scripts.run<string>(
+      'init',
+      [this.keys.lease, this.keys.state],
+      [this.opts.instanceId, epoch, cursor ?? '', cursor === null ? '0' : '1', this.opts.stateTtlMs, this.keys.events, force ? '1' : '0'],
+    );
     if (this.stopped) return false;
     if (r === 'lost') {
       await this.lose('lease lost while making the baseline');
@@ -267,15 +263,11 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     if (!isTerminal(job.status)) this.sawActive = true;
     const hash = jobHash(job);
     if (hash !== this.state.jobHash) {
-      const [r, version] = await this.scripts.run<[string, number?]>('publishJob', [this.keys.lease, this.keys.state], [
-        this.opts.instanceId,
-        this.state.epoch,
-        notify,
-        hash,
-        JSON.stringify(job),
-        this.opts.stateTtlMs,
-        this.keys.job,
-      ]);
+      const [r, version] = await this.scripts.run<[string, number?]>(
+        'publishJob',
+        [this.keys.lease, this.keys.state],
+        [this.opts.instanceId, this.state.epoch, notify, hash, JSON.stringify(job), this.opts.stateTtlMs, this.keys.job],
+      );
       if (this.stopped) return false;
       if (r === 'ok') {
         this.state.version = Number(version);
@@ -326,16 +318,11 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     if (fresh.length === 0) return true;
     const events = fresh.reverse();
     const newCursor = events[events.length - 1]!.id;
-    const [r, last] = await this.scripts.run<[string, number?]>('publishEvents', [this.keys.lease, this.keys.state], [
-      this.opts.instanceId,
-      this.state.epoch,
-      this.state.seq,
-      newCursor,
-      events.length,
-      JSON.stringify(events),
-      this.opts.stateTtlMs,
-      this.keys.events,
-    ]);
+    const [r, last] = await this.scripts.run<[string, number?]>(
+      'publishEvents',
+      [this.keys.lease, this.keys.state],
+      [this.opts.instanceId, this.state.epoch, this.state.seq, newCursor, events.length, JSON.stringify(events), this.opts.stateTtlMs, this.keys.events],
+    );
     if (this.stopped) return false;
     if (r === 'ok') {
       this.state.seq = Number(last);
@@ -378,22 +365,18 @@ export class JobLeader<J extends LiveJob = LiveJob, E extends LiveEvent = LiveEv
     const kind = classifyUpstreamError(err);
     if (kind.fatal) {
       void this.scripts
-        .run('publishError', [this.keys.lease], [
-          this.opts.instanceId,
-          this.keys.events,
-          this.keys.job,
-          JSON.stringify({ kind: 'error', code: kind.code, message: kind.message }),
-        ])
+        .run(
+          'publishError',
+          [this.keys.lease],
+          [this.opts.instanceId, this.keys.events, this.keys.job, JSON.stringify({ kind: 'error', code: kind.code, message: kind.message })],
+        )
         .catch(() => undefined)
         .then(() => this.stop('fatal', true, false));
       return;
     }
     this.failures++;
     const delay = backoffDelay(this.failures, kind.retryAfterMs, this.opts);
-    this.opts.logger?.warn(
-      { poller: this.name, failures: this.failures, retryInMs: Math.round(delay), error: describe(err) },
-      'live poll failed; backing off',
-    );
+    this.opts.logger?.warn({ poller: this.name, failures: this.failures, retryInMs: Math.round(delay), error: describe(err) }, 'live poll failed; backing off');
     this.backingOff = true;
     this.schedule(delay);
   }
