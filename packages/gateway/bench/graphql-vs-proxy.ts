@@ -100,7 +100,14 @@ async function main() {
 
   const proxy = await startBareProxy(upstreamUrl, CONNECTIONS * 2);
   const api = await startServer(
-    loadConfig({ ...process.env, OPENAI_BASE_URL: `${upstreamUrl}/v1`, OPENAI_API_KEY: KEY, PORT: '0', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', RATE_LIMIT_PER_MINUTE: process.env.RATE_LIMIT_PER_MINUTE ?? '1000000000' }),
+    loadConfig({
+      ...process.env,
+      OPENAI_BASE_URL: `${upstreamUrl}/v1`,
+      OPENAI_API_KEY: KEY,
+      PORT: '0',
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      RATE_LIMIT_PER_MINUTE: process.env.RATE_LIMIT_PER_MINUTE ?? '1000000000',
+    }),
   );
 
   const auth = { authorization: `Bearer ${KEY}` };

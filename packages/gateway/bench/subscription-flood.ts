@@ -248,7 +248,9 @@ async function main(): Promise<void> {
 
   const ms = (v: number) => (Number.isFinite(v) ? `${Math.round(v).toLocaleString('en-US')} ms` : '–');
   const expected = Math.round(WINDOW_MS / POLL_MS);
-  console.log(`\nOne socket, ${FRAMES.toLocaleString('en-US')} subscribe frames in one burst to a running job; victim window ${WINDOW_MS / 1000} s; polls expected ${expected} (one per ${POLL_MS} ms)\n`);
+  console.log(
+    `\nOne socket, ${FRAMES.toLocaleString('en-US')} subscribe frames in one burst to a running job; victim window ${WINDOW_MS / 1000} s; polls expected ${expected} (one per ${POLL_MS} ms)\n`,
+  );
   console.log('| run | victim queries (failed) | p50 | p99 | max | job polls in window | flood: opened / refused (in window) |');
   console.log('|---|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {

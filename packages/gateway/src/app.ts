@@ -342,7 +342,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // Responses whose client has stopped reading are cut after STREAM_STALL_TIMEOUT_MS (src/http/stall-guard.ts).
   const stalls = startStallSweep(inflight, config.limits.streamStallTimeoutMs, (res, unsentBytes) => {
     metrics?.refused('streamStall');
-    logger.warn({ reqId: res.getHeader('x-request-id'), unsentBytes, limit: config.limits.streamStallTimeoutMs }, 'client stopped reading: nothing sent for STREAM_STALL_TIMEOUT_MS; connection cut (SLOW_CONSUMER)');
+    logger.warn(
+      { reqId: res.getHeader('x-request-id'), unsentBytes, limit: config.limits.streamStallTimeoutMs },
+      'client stopped reading: nothing sent for STREAM_STALL_TIMEOUT_MS; connection cut (SLOW_CONSUMER)',
+    );
   });
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

@@ -128,7 +128,10 @@ export function attachGraphQLWebSocket(httpServer: Server, yoga: YogaServer, gua
     const cutSlowConsumer = () => {
       cut = true;
       observer.refused?.('streamBuffer');
-      sec?.logger.warn({ reqId: reqId(), bufferedBytes: socket.bufferedAmount, limit: maxBuffered }, 'websocket client too slow: unsent bytes over STREAM_MAX_BUFFER_BYTES; closed (SLOW_CONSUMER)');
+      sec?.logger.warn(
+        { reqId: reqId(), bufferedBytes: socket.bufferedAmount, limit: maxBuffered },
+        'websocket client too slow: unsent bytes over STREAM_MAX_BUFFER_BYTES; closed (SLOW_CONSUMER)',
+      );
       // At most 123 bytes.
       socket.close(SLOW_CONSUMER_CLOSE_CODE, `SLOW_CONSUMER: over STREAM_MAX_BUFFER_BYTES (${maxBuffered}) bytes unsent; reconnect with \`after\``);
       setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();

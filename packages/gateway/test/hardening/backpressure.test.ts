@@ -176,7 +176,10 @@ async function measure(open: (jobId: string) => Promise<{ close(): void }>) {
   reader.stop();
   // Every stream of this job is released once its clients are gone.
   await waitUntil(async () => (await liveSubscriptions()) === 0, 20_000, 100);
-  await up.client(KEY).fineTuning.jobs.cancel(jobId).catch(() => undefined);
+  await up
+    .client(KEY)
+    .fineTuning.jobs.cancel(jobId)
+    .catch(() => undefined);
   return { growth: peak - baseline, received, latencies, alive };
 }
 
@@ -192,24 +195,30 @@ function check(r: Awaited<ReturnType<typeof measure>>) {
 
 describe(`${CLIENTS} subscribers that never read, while events flow`, () => {
   it('subscriptions in plain JSON POSTs (the JSON fast path): bounded memory, others served', async () => {
-    check(await measure(async (jobId) => {
-      const s = await silentHttpSubscriber(jobId, '*/*');
-      return { close: () => s.destroy() };
-    }));
+    check(
+      await measure(async (jobId) => {
+        const s = await silentHttpSubscriber(jobId, '*/*');
+        return { close: () => s.destroy() };
+      }),
+    );
   }, 150_000);
 
   it('SSE (POST with Accept: text/event-stream, yoga’s own path): bounded memory, others served', async () => {
-    check(await measure(async (jobId) => {
-      const s = await silentHttpSubscriber(jobId, 'text/event-stream');
-      return { close: () => s.destroy() };
-    }));
+    check(
+      await measure(async (jobId) => {
+        const s = await silentHttpSubscriber(jobId, 'text/event-stream');
+        return { close: () => s.destroy() };
+      }),
+    );
   }, 150_000);
 
   it('graphql-ws: bounded memory, others served', async () => {
-    check(await measure(async (jobId) => {
-      const ws = await silentWsSubscriber(jobId);
-      return { close: () => ws.terminate() };
-    }));
+    check(
+      await measure(async (jobId) => {
+        const ws = await silentWsSubscriber(jobId);
+        return { close: () => ws.terminate() };
+      }),
+    );
   }, 150_000);
 });
 
@@ -242,7 +251,10 @@ describe('the slow-consumer guard of a stream in a plain JSON POST', () => {
       silent.resume();
       await ended;
       reader.stop();
-      await up.client(KEY).fineTuning.jobs.cancel(jobId).catch(() => undefined);
+      await up
+        .client(KEY)
+        .fineTuning.jobs.cancel(jobId)
+        .catch(() => undefined);
     } finally {
       server = previous;
     }
@@ -284,8 +296,14 @@ describe('STREAM_STALL_TIMEOUT_MS: HTTP stream clients that stop reading and nev
       await sleep(2_500);
       expect(await liveSubscriptions()).toBe(1);
       quiet.stop();
-      await up.client(KEY).fineTuning.jobs.cancel(jobId).catch(() => undefined);
-      await up.client(KEY).fineTuning.jobs.cancel(quietJob.id).catch(() => undefined);
+      await up
+        .client(KEY)
+        .fineTuning.jobs.cancel(jobId)
+        .catch(() => undefined);
+      await up
+        .client(KEY)
+        .fineTuning.jobs.cancel(quietJob.id)
+        .catch(() => undefined);
     } finally {
       server = previous;
     }

@@ -30,7 +30,10 @@ beforeAll(async () => {
   await waitUntil(async () => (await up.client(KEY).fineTuning.jobs.retrieve(jobId)).status === 'running', 30_000, 50);
 });
 afterAll(async () => {
-  await up?.client(KEY).fineTuning.jobs.cancel(jobId).catch(() => undefined);
+  await up
+    ?.client(KEY)
+    .fineTuning.jobs.cancel(jobId)
+    .catch(() => undefined);
   await up?.close();
 });
 
@@ -162,7 +165,13 @@ describe('10,000 subscribe frames on one websocket', () => {
     // limit the victim waited 2.4 s to over 10 s).
     const timings = `victim latencies (ms): ${latencies.map((l) => Math.round(l.ms)).join(', ')}`;
     expect(latencies.length, timings).toBeGreaterThanOrEqual(10);
-    expect(percentile(latencies.map((l) => l.ms), 0.9), timings).toBeLessThan(500);
+    expect(
+      percentile(
+        latencies.map((l) => l.ms),
+        0.9,
+      ),
+      timings,
+    ).toBeLessThan(500);
     expect(Math.max(...latencies.map((l) => l.ms)), timings).toBeLessThan(1_500);
     expect(latencies.every((l) => l.ok)).toBe(true);
 
@@ -227,7 +236,12 @@ describe('10,000 subscribe frames on one websocket', () => {
     // minute. Only the opened operations took from it.
     expect(Object.fromEntries(codes)).toEqual({ next: LIMIT, LIMIT_EXCEEDED: FRAMES - LIMIT });
     expect(latencies.every((l) => l.ok)).toBe(true);
-    expect(percentile(latencies.map((l) => l.ms), 0.9)).toBeLessThan(500);
+    expect(
+      percentile(
+        latencies.map((l) => l.ms),
+        0.9,
+      ),
+    ).toBeLessThan(500);
     expect(Math.max(...latencies.map((l) => l.ms))).toBeLessThan(1_500);
     attacker.socket.close();
   });
@@ -255,7 +269,11 @@ describe('10,000 subscribe frames on one websocket', () => {
     for (const messages of attacker.byId.values()) answered += messages.length;
     expect(answered).toBeLessThan(N);
     // Others are served.
-    const res = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+    const res = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ __typename }' }),
+    });
     expect(res.status).toBe(200);
   });
 
@@ -280,7 +298,11 @@ describe('10,000 subscribe frames on one websocket', () => {
     // (How many rounds hit a failed write depends on timing; each that did left one line, with the upgrade's id.)
     expect(warnings.every((w) => w.level === 40 && typeof w.code === 'string' && typeof w.reqId === 'string' && !w.stack && !w.err)).toBe(true);
     // The server is up and serves.
-    const res = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+    const res = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ __typename }' }),
+    });
     expect(res.status).toBe(200);
   });
 });

@@ -28,7 +28,17 @@ import { type InboxTarget, SubscriberInbox } from '../inbox.js';
 import { pace } from '../pace.js';
 import { isTerminal } from '../poller.js';
 import { credentialHash, DEFAULT_LIVE_OPTIONS, type LiveJobs } from '../registry.js';
-import { CredentialCounter, ReplaySlots, EventsWalk, EventWindow, reachTargets, type Reached, tooFarBack, tooManyReplays, tooManyWatchedJobs } from '../replay.js';
+import {
+  CredentialCounter,
+  ReplaySlots,
+  EventsWalk,
+  EventWindow,
+  reachTargets,
+  type Reached,
+  tooFarBack,
+  tooManyReplays,
+  tooManyWatchedJobs,
+} from '../replay.js';
 import type { LiveEvent, LiveJob, LiveScope, LiveStats } from '../types.js';
 import { describe, JobLeader, jobHash, type LeaderEnd, type LeaderHost } from './leader.js';
 import { type JobKeys, jobKeys, Scripts } from './redis.js';
