@@ -5,7 +5,7 @@
  * loadable caches belong to one event, not to the whole subscription).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collectWs, createJob, type Gateway, restEvents, startGateway, startUpstream, type Upstream, waitUntil, wsClient } from './helpers.js';
+import { collectWs, createJob, type Gateway, restEvents, startGateway, startUpstream, type Upstream, wsClient } from './helpers.js';
 
 const JOB_WITH_EVENTS = /* GraphQL */ `
   subscription ($id: ID!) {
@@ -45,7 +45,10 @@ describe('each subscription event reads the upstream afresh', () => {
     expect(last.status).toBe('succeeded'.toUpperCase());
     // The last state's newest events are the job's newest events, not the first state's.
     const rest = await restEvents(up, jobId);
-    const newestThree = rest.slice(-3).reverse().map((e) => e.id);
+    const newestThree = rest
+      .slice(-3)
+      .reverse()
+      .map((e) => e.id);
     expect(last.events.edges.map((e) => e.node.id)).toEqual(newestThree);
     expect(last.events.edges.map((e) => e.node.id)).not.toEqual(first.events.edges.map((e) => e.node.id));
     expect(last.metrics.length).toBeGreaterThan(first.metrics.length);
