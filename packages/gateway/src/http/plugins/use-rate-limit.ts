@@ -86,13 +86,15 @@ export function rateLimitedError(retryMs: number, perMinute: number): GraphQLErr
  * `defaultPerMinute` 0 (and a token's `ratePerMinute` 0) means unlimited.
  */
 export function useRateLimit(limiter: RequestRateLimiter, defaultPerMinute: number): Plugin<GraphQLContext> {
-  const check = async ({ args, setResultAndStopExecution }: { args: { contextValue: GraphQLContext }; setResultAndStopExecution: (result: never) => void }) => {
+  // Not an async function: with no limit to check it returns nothing, and envelop stays on its synchronous path.
+  const check = ({ args, setResultAndStopExecution }: { args: { contextValue: GraphQLContext }; setResultAndStopExecution: (result: never) => void }) => {
     const { auth } = args.contextValue;
     if (!auth.authenticated) return;
     const perMinute = auth.ratePerMinute ?? defaultPerMinute;
     if (!perMinute) return;
-    const retryMs = await limiter.take(auth.principalId, perMinute);
-    if (retryMs !== undefined) setResultAndStopExecution({ errors: [rateLimitedError(retryMs, perMinute)] } as never);
+    return limiter.take(auth.principalId, perMinute).then((retryMs) => {
+      if (retryMs !== undefined) setResultAndStopExecution({ errors: [rateLimitedError(retryMs, perMinute)] } as never);
+    });
   };
   return { onExecute: check as never, onSubscribe: check as never };
 }
