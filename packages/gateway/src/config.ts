@@ -16,8 +16,6 @@ export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 
 export type BackendKind = 'embedded' | 'custom' | 'openai';
 
-export type AuthMode = 'tokens' | 'passthrough' | 'none';
-
 /** Query limits (GraphQL Armor) and request size limits. */
 export interface Limits {
   /** Deepest field nesting of an operation. */

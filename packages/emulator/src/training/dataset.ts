@@ -18,9 +18,7 @@ import type { DatasetResult, DatasetWarning, PrepareOptions, TokenizedExample } 
 export const MIN_TRAINING_EXAMPLES = 10;
 export const MIN_VALIDATION_EXAMPLES = 1;
 
-/** Per-message overhead and reply priming of the chat count (cookbook: tokens_per_message=3, +3 at the end). */
-export const TOKENS_PER_MESSAGE = 3;
-export const TOKENS_PER_NAME = 1;
+/** The reply priming of the chat count (the cookbook's +3 at the end; the per-message overhead comes with the encoding). */
 export const REPLY_PRIMING_TOKENS = 3;
 
 const ROLES = ['system', 'user', 'assistant', 'tool', 'function'] as const;

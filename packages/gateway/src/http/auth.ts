@@ -66,7 +66,6 @@ export interface Principal {
 export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: 'missing' | 'malformed' | 'invalid'; message: string };
 
 const BOTH: ReadonlySet<Scope> = new Set<Scope>(['read', 'write']);
-const NO_SCOPES: ReadonlySet<Scope> = new Set<Scope>();
 
 /** Longest bearer value looked at; longer ones are refused without hashing megabytes. */
 export const MAX_BEARER_LENGTH = 512;
@@ -150,11 +149,6 @@ export function createAuthenticator(auth: AuthConfig, serverKey: string): Authen
       return fromHeader(value);
     },
   };
-}
-
-/** A principal with no scopes, for contexts whose authentication failed (every field then refuses). */
-export function unauthenticatedPrincipal(): Principal {
-  return { credential: '', scopes: NO_SCOPES, id: 'unauthenticated' };
 }
 
 /** sha256 of a configured token (config keeps only these, never the tokens). */

@@ -147,15 +147,6 @@ export interface MapOptions {
   resource?: string;
 }
 
-/** True for errors worth retrying on a read: connection failures, timeouts, 5xx, 429. */
-export function isRetryable(err: unknown): boolean {
-  if (err instanceof OpenAI.APIConnectionError) return true; // includes timeouts
-  if (err instanceof OpenAI.APIError && typeof err.status === 'number') {
-    return err.status === 429 || err.status === 408 || err.status >= 500;
-  }
-  return false;
-}
-
 export function mapUpstreamError(err: unknown, opts: MapOptions = {}): Error {
   if (err instanceof ApiError) return err;
   const secrets = opts.secrets ?? [];
