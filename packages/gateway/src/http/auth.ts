@@ -23,6 +23,7 @@ import {
   type SelectionSetNode,
 } from 'graphql/index.js';
 import { ApiError } from '../upstream/errors.js';
+import { credentialTag } from '../util/credential-hash.js';
 
 export type Scope = 'read' | 'write';
 export const SCOPES: readonly Scope[] = ['read', 'write'];
@@ -73,11 +74,6 @@ export const MAX_BEARER_LENGTH = 512;
 const BEARER_SHAPE = /^[\x21-\x7e]+$/;
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-
-/** A short one-way name of a credential for logs and cache keys. */
-export function credentialTag(credential: string): string {
-  return sha256(credential).toString('base64url').slice(0, 12);
-}
 
 export const MESSAGES = {
   missing: 'Authentication required: send `Authorization: Bearer <token>` (websockets: connectionParams.authorization).',

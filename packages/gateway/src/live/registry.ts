@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { credentialHash } from '../util/credential-hash.js';
 import { setMaxListeners } from 'node:events';
 import { createPubSub, Repeater, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
 import { LiveFailure } from './errors.js';
@@ -63,10 +63,8 @@ function positiveInt(raw: string | undefined, name: string): number | undefined 
   return n;
 }
 
-/** A short, stable, one-way name for a credential: keys and logs never hold the credential itself. */
-export function credentialHash(credential: string): string {
-  return createHash('sha256').update(credential).digest('base64url').slice(0, 22);
-}
+// Poller keys name the credential by its hash (src/util/credential-hash.ts), never the credential itself.
+export { credentialHash };
 
 export function watchKey(credential: string, jobId: string): string {
   return `${credentialHash(credential)}:${jobId}`;

@@ -15,6 +15,7 @@ import OpenAI, { toStreamingFile } from 'openai';
 import type { StreamingFileInput } from 'openai/core/uploads';
 import { Agent } from 'undici';
 import type { Logger } from '../log.js';
+import { credentialHash } from '../util/credential-hash.js';
 import { NodeHeaders } from '../util/node-headers.js';
 import { ConflictError, mapUpstreamError, type MapOptions, UnauthenticatedError, ValidationError } from './errors.js';
 import { fingerprintOf, type IdempotencyStore, idempotencyStoreKey, InMemoryIdempotencyStore } from './idempotency.js';
@@ -298,7 +299,7 @@ export class UpstreamApi {
     private readonly fetchImpl: FetchLike,
   ) {
     this.readHeaders = { authorization: `Bearer ${credential}`, accept: 'application/json', 'user-agent': USER_AGENT };
-    this.credentialId = createHash('sha256').update(credential).digest('base64url').slice(0, 22);
+    this.credentialId = credentialHash(credential);
     this.policy = upstream.policy;
     let host = '';
     try {
